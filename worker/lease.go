@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// lease is the engine's hold on one dequeued message. Every call that needs
+// the pop receipt goes through it, so a renewal's new receipt is the one the
+// delete or release uses (the queue rejects an outdated one).
+type lease struct {
+	e       *Engine
+	mu      sync.Mutex
+	msg     *Message
+	timer   *time.Timer
+	settled bool // deleted, released or lost: renew no more
+	lost    bool // a renewal found the message gone or leased by another
+	started bool // the worker began working it (set by the worker only)
+}
+
+func (e *Engine) newLease(m *Message) *lease {
+	l := &lease{e: e, msg: m}
+	l.timer = time.AfterFunc(e.opts.Lease/2, l.renew)
+	return l
+}
+
+// renew extends the visibility of a message worked on for longer than half
+// its lease. azqueue's UpdateMessage always sends the text, so the current
+// text is sent again, or the body would be wiped.
+func (l *lease) renew() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.settled {
+		return
+	}
+	e := l.e
+	ctx, cancel := e.detached()
+	defer cancel()
+	pop, err := e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, l.msg.Text, e.opts.Lease)
+	switch {
+	case err == nil:
+		l.msg.PopReceipt = pop
+		e.stats.Renewals.Add(1)
+		l.timer.Reset(e.opts.Lease / 2)
+	case errors.Is(err, ErrMessageLost):
+		l.settled, l.lost = true, true
+		e.log.Warn("lease lost while working; another consumer may work the message too",
+			"messageId", l.msg.ID, "err", err)
+	default:
+		// Try again soon: the lease still has half its time.
+		e.log.Warn("lease renewal failed; retrying", "messageId", l.msg.ID, "err", err)
+		l.timer.Reset(min(e.opts.Lease/8, 10*time.Second))
+	}
+}
+
+func (l *lease) stopRenewing() {
+	l.mu.Lock()
+	l.settled = true
+	l.timer.Stop()
+	l.mu.Unlock()
+}
+
+func (l *lease) delete(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer.Stop()
+	l.settled = true
+	if l.lost {
+		return ErrMessageLost
+	}
+	return l.e.queue.Delete(ctx, l.msg.ID, l.msg.PopReceipt)
+}
+
+// release makes the message visible again after the given delay. A release
+// for an environment fault marks the text, so that the delivery does not
+// count towards poisoning.
+func (l *lease) release(ctx context.Context, after time.Duration, environment bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer.Stop()
+	if l.lost {
+		return ErrMessageLost
+	}
+	l.settled = true
+	text := l.msg.Text
+	if environment {
+		orig, n := splitMark(text)
+		text = withMark(orig, n+1)
+		if len(text) > maxMessageText {
+			// No room for the mark; the delivery counts.
+			text = l.msg.Text
+		}
+	}
+	_, err := l.e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, text, max(after, 0))
+	return err
+}
+
+// maxMessageText is the most text a queue message may hold (64 KiB).
+const maxMessageText = 64 * 1024
