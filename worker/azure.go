@@ -196,10 +196,22 @@ func (q *AzureQueue) Delete(ctx context.Context, id, popReceipt string) error {
 	return nil
 }
 
-// Send implements PoisonQueue; it also serves to enqueue requests.
+// Send implements PoisonQueue.
 func (q *AzureQueue) Send(ctx context.Context, text string) error {
-	_, err := q.c.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{TimeToLive: to.Ptr(int32(-1))})
-	return redactErr(err)
+	_, err := q.Enqueue(ctx, text)
+	return err
+}
+
+// Enqueue adds a message that never expires and returns its id.
+func (q *AzureQueue) Enqueue(ctx context.Context, text string) (string, error) {
+	resp, err := q.c.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{TimeToLive: to.Ptr(int32(-1))})
+	if err != nil {
+		return "", redactErr(err)
+	}
+	if len(resp.Messages) == 0 {
+		return "", nil
+	}
+	return deref(resp.Messages[0].MessageID), nil
 }
 
 func lostOr(err error) error {

@@ -25,12 +25,14 @@ func newBreaker(base, max, probeTimeout time.Duration) *breaker {
 	return &breaker{base: base, max: max, probeTimeout: probeTimeout}
 }
 
-// trip records an environment fault and returns how long dequeuing pauses.
-// retryAfter, when the peer sent one, is honoured even above the cap.
-func (b *breaker) trip(retryAfter time.Duration) time.Duration {
+// trip records an environment fault and returns how long dequeuing pauses,
+// and whether this fault opened a closed breaker. retryAfter, when the peer
+// sent one, is honoured even above the cap.
+func (b *breaker) trip(retryAfter time.Duration) (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.trips++
+	first := b.trips == 1
 	b.probing = false
 	pause := b.base
 	for i := 1; i < b.trips && pause < b.max; i++ {
@@ -41,14 +43,16 @@ func (b *breaker) trip(retryAfter time.Duration) time.Duration {
 	if until := now.Add(pause); until.After(b.openUntil) {
 		b.openUntil = until
 	}
-	return b.openUntil.Sub(now)
+	return b.openUntil.Sub(now), first
 }
 
-// succeed closes the breaker.
-func (b *breaker) succeed() {
+// succeed closes the breaker and reports whether it was open.
+func (b *breaker) succeed() bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := b.trips > 0
 	b.trips, b.probing, b.openUntil = 0, false, time.Time{}
-	b.mu.Unlock()
+	return was
 }
 
 // admit tells the dequeuer how long to wait before its next receive, and

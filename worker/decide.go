@@ -2,6 +2,7 @@ package worker
 
 import (
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,14 +16,20 @@ const (
 )
 
 // decide is the one place that turns an error's class into what happens to
-// the message. attempts counts the deliveries that were the message's own.
-func decide(err error, attempts, maxAttempts int64) action {
+// the message. attempts counts the deliveries that were the message's own;
+// outage says that transient failures have hit many messages in a row with
+// no success between them: then the downstream is down, which is not this
+// message's fault, and its attempts are not spent on it.
+func decide(err error, attempts, maxAttempts int64, outage bool) action {
 	switch ClassOf(err) {
 	case ClassInvalid, ClassRejected:
 		return actPoison
 	case ClassEnvironment:
 		return actPause
 	default:
+		if outage {
+			return actPause
+		}
 		if attempts >= maxAttempts {
 			return actPoison
 		}
@@ -49,3 +56,19 @@ func jitter(d time.Duration, frac float64) time.Duration {
 	}
 	return time.Duration(float64(d) * (1 - frac + 2*frac*rand.Float64()))
 }
+
+// outageThreshold is how many messages in a row must fail transiently, with
+// no success between, before the engine treats it as an outage.
+const outageThreshold = 5
+
+// outageDetector counts consecutive transient failures across messages.
+type outageDetector struct {
+	streak atomic.Int64
+}
+
+// failure records a transient failure and reports whether it is part of an
+// outage.
+func (d *outageDetector) failure() bool { return d.streak.Add(1) >= outageThreshold }
+
+// success ends a streak.
+func (d *outageDetector) success() { d.streak.Store(0) }

@@ -161,6 +161,7 @@ type Engine struct {
 	opts    Options
 	log     *slog.Logger
 	brk     *breaker
+	outage  outageDetector
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Shutdown: take no more work
@@ -340,12 +341,11 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 			if e.stopping() {
 				return
 			}
-			d := e.brk.trip(0)
-			e.log.Warn("dequeue failed; pausing", "pause", d.Round(time.Millisecond), "err", err)
+			e.tripBreaker(0, storageError(err))
 			continue
 		}
 		if probe && len(msgs) == 0 {
-			e.brk.succeed()
+			e.closeBreaker()
 		}
 		for _, m := range msgs {
 			inHand++
@@ -376,9 +376,12 @@ func (e *Engine) settle(l *lease) {
 	switch o.Result {
 	case OutcomePaused:
 		// Counted by the breaker already.
-	case OutcomeStopped:
+	case OutcomeStopped, OutcomeReleased:
+	case OutcomeSucceeded, OutcomeDuplicate:
+		e.outage.success()
+		e.closeBreaker()
 	default:
-		e.brk.succeed()
+		e.closeBreaker()
 	}
 	e.count(o)
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -433,7 +436,7 @@ func (e *Engine) process(l *lease) Outcome {
 		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
 	}
 
-	body, err := decodeBody(m.Original())
+	body, err := DecodeBody(m.Original())
 	var task Task
 	if err == nil {
 		task, err = e.handler.Decode(body, m.ID)
@@ -529,7 +532,8 @@ func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome 
 		o.Result = OutcomeStopped
 		return e.release(l, o, 0, false)
 	}
-	switch decide(o.Err, attempts, e.opts.MaxDequeueCount) {
+	outage := ClassOf(o.Err) == ClassTransient && e.outage.failure()
+	switch decide(o.Err, attempts, e.opts.MaxDequeueCount, outage) {
 	case actPoison:
 		o.Result = OutcomePoisoned
 		return e.poisonMessage(l, task, o)
@@ -539,14 +543,30 @@ func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome 
 		if errors.As(o.Err, &ce) {
 			retryAfter = ce.RetryAfter
 		}
-		pause := e.brk.trip(retryAfter)
-		e.log.Warn("environment fault; pausing dequeues", "pause", pause.Round(time.Millisecond),
-			"code", CodeOf(o.Err), "err", o.Err)
+		pause := e.tripBreaker(retryAfter, o.Err)
 		o.Result = OutcomePaused
 		return e.release(l, o, jitter(pause, 0.2)+time.Second, true)
 	default:
 		o.Result = OutcomeReleased
 		return e.release(l, o, releaseDelay(attempts, e.opts.MaxReleaseDelay), false)
+	}
+}
+
+// tripBreaker opens the breaker for an environment fault and logs the first
+// fault of a run of them only: the WebJobs dashboard keeps 200 lines.
+func (e *Engine) tripBreaker(retryAfter time.Duration, err error) time.Duration {
+	pause, first := e.brk.trip(retryAfter)
+	if first {
+		e.log.Warn("environment fault; pausing dequeues until it clears",
+			"class", ClassOf(err).String(), "code", CodeOf(err), "err", err, "pause", pause.Round(time.Millisecond))
+	}
+	return pause
+}
+
+// closeBreaker closes the breaker, logging the recovery after a fault.
+func (e *Engine) closeBreaker() {
+	if e.brk.succeed() {
+		e.log.Info("environment recovered; dequeuing resumed")
 	}
 }
 
@@ -616,8 +636,7 @@ func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 		if err != nil && !errors.Is(err, ErrResultExists) {
 			o.Err = storageError(err)
 			o.Result = OutcomePaused
-			e.brk.trip(0)
-			return e.release(l, o, jitter(e.brk.open(), 0.2)+time.Second, true)
+			return e.release(l, o, jitter(e.tripBreaker(0, o.Err), 0.2)+time.Second, true)
 		}
 	}
 	env, _ := json.Marshal(Envelope{
@@ -627,8 +646,7 @@ func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 	if err := e.poison.Send(ctx, string(env)); err != nil {
 		o.Err = storageError(err)
 		o.Result = OutcomePaused
-		e.brk.trip(0)
-		return e.release(l, o, jitter(e.brk.open(), 0.2)+time.Second, true)
+		return e.release(l, o, jitter(e.tripBreaker(0, o.Err), 0.2)+time.Second, true)
 	}
 	e.log.Debug("message poisoned", "messageId", l.msg.ID, "class", info.Class, "code", info.Code)
 	return e.delete(l, o)

@@ -64,9 +64,9 @@ func (m *Message) Original() string {
 	return orig
 }
 
-// decodeBody turns message text into the JSON body: raw JSON as it is, or
+// DecodeBody turns message text into the JSON body: raw JSON as it is, or
 // base64-encoded JSON as Azure Functions producers write it by default.
-func decodeBody(text string) ([]byte, error) {
+func DecodeBody(text string) ([]byte, error) {
 	if !utf8.ValidString(text) {
 		return nil, Invalidf("NotUTF8", "message text is not valid UTF-8")
 	}

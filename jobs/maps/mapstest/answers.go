@@ -1,0 +1,756 @@
+package mapstest
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// place is a seed for plausible answers: a locality with its districts,
+// country and a few street names.
+type place struct {
+	locality, adminShort, adminName, county, iso, country, postal string
+	lat, lon                                                      float64
+	streets                                                       []string
+}
+
+var places = []place{
+	{"Redmond", "WA", "Washington", "King County", "US", "United States", "98052", 47.6740, -122.1215, []string{"NE 24th St", "148th Ave NE", "Redmond Way", "NE 40th St"}},
+	{"Seattle", "WA", "Washington", "King County", "US", "United States", "98101", 47.6062, -122.3321, []string{"Pike St", "1st Ave", "Pine St", "4th Ave"}},
+	{"Bellevue", "WA", "Washington", "King County", "US", "United States", "98004", 47.6101, -122.2015, []string{"Bellevue Way NE", "NE 8th St", "108th Ave NE"}},
+	{"New York", "NY", "New York", "New York County", "US", "United States", "10001", 40.7128, -74.0060, []string{"Broadway", "5th Ave", "W 34th St"}},
+	{"London", "ENG", "England", "Greater London", "GB", "United Kingdom", "EC1A 1BB", 51.5072, -0.1276, []string{"Baker Street", "Oxford Street", "Fleet Street"}},
+	{"Paris", "IDF", "Île-de-France", "Paris", "FR", "France", "75001", 48.8566, 2.3522, []string{"Rue de Rivoli", "Avenue de l'Opéra", "Boulevard Haussmann"}},
+	{"Berlin", "BE", "Berlin", "Berlin", "DE", "Germany", "10115", 52.5200, 13.4050, []string{"Unter den Linden", "Friedrichstraße", "Karl-Marx-Allee"}},
+	{"Tokyo", "13", "Tokyo", "Chiyoda", "JP", "Japan", "100-0005", 35.6762, 139.6503, []string{"Chuo-dori", "Harumi-dori", "Yasukuni-dori"}},
+	{"Sydney", "NSW", "New South Wales", "City of Sydney", "AU", "Australia", "2000", -33.8688, 151.2093, []string{"George St", "Pitt St", "Macquarie St"}},
+	{"São Paulo", "SP", "São Paulo", "São Paulo", "BR", "Brazil", "01310-100", -23.5505, -46.6333, []string{"Avenida Paulista", "Rua Augusta", "Rua Oscar Freire"}},
+}
+
+// Hashing: answers are pure functions of the request.
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	h ^= 0xff // field separator
+	h *= fnvPrime
+	return h
+}
+
+func fnvFloat(h uint64, f float64) uint64 {
+	b := math.Float64bits(f)
+	for range 8 {
+		h ^= b & 0xff
+		h *= fnvPrime
+		b >>= 8
+	}
+	return h
+}
+
+// mix is splitmix64's finalizer: one well-spread value per (h, k).
+func mix(h, k uint64) uint64 {
+	z := h + (k+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// unit maps x to [0, 1).
+func unit(x uint64) float64 { return float64(x>>11) / (1 << 53) }
+
+// containsFold reports whether s contains sub, ignoring ASCII case, without
+// allocating.
+func containsFold(s, sub string) bool {
+	n := len(sub)
+	for i := 0; i+n <= len(s); i++ {
+		if strings.EqualFold(s[i:i+n], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- geocode ----
+
+// geocodeIn is one forward-geocoding request, from a query string or a
+// batch item.
+type geocodeIn struct {
+	query, addressLine, locality, adminDistrict, postalCode, countryRegion, view string
+
+	top       int
+	hasTop    bool
+	bbox      [4]float64 // west, south, east, north
+	hasBBox   bool
+	coords    [2]float64 // lon, lat
+	hasCoords bool
+}
+
+// geocodeItem is a /geocode:batch item.
+type geocodeItem struct {
+	Query         string    `json:"query"`
+	AddressLine   string    `json:"addressLine"`
+	Locality      string    `json:"locality"`
+	AdminDistrict string    `json:"adminDistrict"`
+	PostalCode    string    `json:"postalCode"`
+	CountryRegion string    `json:"countryRegion"`
+	View          string    `json:"view"`
+	Top           *int      `json:"top"`
+	BBox          []float64 `json:"bbox"`
+	Coordinates   []float64 `json:"coordinates"`
+	OptionalID    string    `json:"optionalId"`
+}
+
+func (it *geocodeItem) input() (geocodeIn, string) {
+	in := geocodeIn{
+		query: it.Query, addressLine: it.AddressLine, locality: it.Locality,
+		adminDistrict: it.AdminDistrict, postalCode: it.PostalCode, countryRegion: it.CountryRegion, view: it.View,
+	}
+	if it.Top != nil {
+		in.top, in.hasTop = *it.Top, true
+	}
+	if it.BBox != nil {
+		if len(it.BBox) != 4 {
+			return in, "bbox must hold 4 numbers: west, south, east, north."
+		}
+		copy(in.bbox[:], it.BBox)
+		in.hasBBox = true
+	}
+	if it.Coordinates != nil {
+		if len(it.Coordinates) != 2 {
+			return in, "coordinates must hold 2 numbers: longitude, latitude."
+		}
+		copy(in.coords[:], it.Coordinates)
+		in.hasCoords = true
+	}
+	return in, ""
+}
+
+func geocodeFromQuery(q url.Values) (geocodeIn, string) {
+	in := geocodeIn{
+		query: q.Get("query"), addressLine: q.Get("addressLine"), locality: q.Get("locality"),
+		adminDistrict: q.Get("adminDistrict"), postalCode: q.Get("postalCode"),
+		countryRegion: q.Get("countryRegion"), view: q.Get("view"),
+	}
+	if v := q.Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return in, "The value of 'top' must be an integer between 1 and 20."
+		}
+		in.top, in.hasTop = n, true
+	}
+	if v := q.Get("bbox"); v != "" {
+		if !parseFloats(v, in.bbox[:]) {
+			return in, "bbox must be 4 comma-separated numbers: west,south,east,north."
+		}
+		in.hasBBox = true
+	}
+	if v := q.Get("coordinates"); v != "" {
+		if !parseFloats(v, in.coords[:]) {
+			return in, "coordinates must be 2 comma-separated numbers: longitude,latitude."
+		}
+		in.hasCoords = true
+	}
+	return in, ""
+}
+
+// parseFloats parses exactly len(out) comma-separated finite numbers.
+func parseFloats(s string, out []float64) bool {
+	for i := range out {
+		part, rest, found := strings.Cut(s, ",")
+		if found == (i == len(out)-1) {
+			return false
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return false
+		}
+		out[i], s = f, rest
+	}
+	return true
+}
+
+func validLonLat(lon, lat float64) bool {
+	return lon >= -180 && lon <= 180 && lat >= -90 && lat <= 90 && !math.IsNaN(lon) && !math.IsNaN(lat)
+}
+
+// validate checks in as Azure Maps does, returning the error code and
+// message of a refusal ("" if none). The code is "Conflicting Parameters"
+// for free text mixed with structured fields, as in batch answers, else
+// "400 BadRequest".
+func (in *geocodeIn) validate() (code, msg string) {
+	structured := ""
+	for _, f := range [...]struct{ name, v string }{
+		{"addressLine", in.addressLine}, {"locality", in.locality}, {"adminDistrict", in.adminDistrict},
+		{"postalCode", in.postalCode}, {"countryRegion", in.countryRegion},
+	} {
+		if f.v != "" {
+			structured = f.name
+			break
+		}
+	}
+	q := strings.TrimSpace(in.query)
+	switch {
+	case q == "" && structured == "":
+		return codeBadRequest, "query is missing or empty"
+	case q != "" && structured != "":
+		return "Conflicting Parameters", "When 'query' is present, only the following parameters are valid: 'bbox, location, view, top'. '" + structured + "' was passed"
+	case in.hasTop && (in.top < 1 || in.top > 20):
+		return codeBadRequest, "The value of 'top' must be between 1 and 20."
+	case in.hasCoords && !validLonLat(in.coords[0], in.coords[1]):
+		return codeBadRequest, "coordinates are out of range: longitude must be within [-180, 180] and latitude within [-90, 90]."
+	case in.hasBBox && (!validLonLat(in.bbox[0], in.bbox[1]) || !validLonLat(in.bbox[2], in.bbox[3]) || in.bbox[1] > in.bbox[3]):
+		return codeBadRequest, "bbox is out of range: expected west,south,east,north with valid longitudes and latitudes and south <= north."
+	case strings.Contains(in.query, "#reject") || strings.Contains(in.addressLine, "#reject"):
+		return codeBadRequest, "The emulator rejects any query containing #reject."
+	}
+	return "", ""
+}
+
+func (in *geocodeIn) hash() uint64 {
+	h := uint64(fnvOffset)
+	for _, s := range [...]string{in.query, in.addressLine, in.locality, in.adminDistrict, in.postalCode, in.countryRegion} {
+		h = fnvAdd(h, s)
+	}
+	if in.hasBBox {
+		for _, f := range in.bbox {
+			h = fnvFloat(h, f)
+		}
+	}
+	return h
+}
+
+// pickPlace chooses the seed place: the one the request names, else one by
+// hash.
+func (in *geocodeIn) pickPlace(h uint64) *place {
+	for i := range places {
+		p := &places[i]
+		if in.locality != "" {
+			if strings.EqualFold(in.locality, p.locality) {
+				return p
+			}
+			continue
+		}
+		if in.query != "" && containsFold(in.query, p.locality) {
+			return p
+		}
+	}
+	return &places[h%uint64(len(places))]
+}
+
+// writeGeocodeFeatures appends the "features" array for in.
+func writeGeocodeFeatures(j *jbuf, in *geocodeIn) {
+	h := in.hash()
+	p := in.pickPlace(h)
+	top := 5
+	if in.hasTop {
+		top = in.top
+	}
+	n := min(top, 1+int(h%3))
+	locality := orDefault(in.locality, p.locality)
+	admin := orDefault(in.adminDistrict, p.adminShort)
+	postal := orDefault(in.postalCode, p.postal)
+	iso, country := p.iso, p.country
+	if in.countryRegion != "" && !strings.EqualFold(in.countryRegion, p.iso) {
+		iso, country = strings.ToUpper(in.countryRegion), strings.ToUpper(in.countryRegion)
+	}
+
+	j.raw(`"features":[`)
+	for k := range n {
+		hk := mix(h, uint64(k))
+		var lat, lon float64
+		if in.hasBBox {
+			lon = in.bbox[0] + unit(hk)*(in.bbox[2]-in.bbox[0])
+			lat = in.bbox[1] + unit(mix(hk, 1))*(in.bbox[3]-in.bbox[1])
+		} else {
+			lon = p.lon + (unit(hk)-0.5)*0.06
+			lat = p.lat + (unit(mix(hk, 1))-0.5)*0.04
+		}
+		street := p.streets[hk%uint64(len(p.streets))]
+		number := strconv.Itoa(1 + int(mix(hk, 2)%19999))
+		addressLine := number + " " + street
+		if k == 0 {
+			if in.addressLine != "" {
+				addressLine = in.addressLine
+			} else if first, _, _ := strings.Cut(in.query, ","); len(first) > 0 && first[0] >= '0' && first[0] <= '9' {
+				addressLine = strings.TrimSpace(first)
+			}
+		}
+		confidence, matchCode := "Low", "Ambiguous"
+		switch {
+		case k == 0 && h%8 < 6:
+			confidence, matchCode = "High", "Good"
+		case k <= 1:
+			confidence = "Medium"
+		}
+		if k > 0 {
+			j.raw(",")
+		}
+		j.raw(`{"type":"Feature","properties":{"type":"Address","confidence":"`).raw(confidence).
+			raw(`","matchCodes":["`).raw(matchCode).raw(`"],"address":{"addressLine":`).str(addressLine).
+			raw(`,"streetName":`).str(street).raw(`,"streetNumber":"`).raw(number).
+			raw(`","locality":`).str(locality).
+			raw(`,"adminDistricts":[{"shortName":`).str(admin).raw(`},{"shortName":`).str(p.county).
+			raw(`}],"postalCode":`).str(postal).
+			raw(`,"countryRegion":{"ISO":`).str(iso).raw(`,"name":`).str(country).
+			raw(`},"formattedAddress":`).str(addressLine+", "+locality+", "+admin+" "+postal).
+			raw(`},"geocodePoints":[{"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
+			raw(`},"calculationMethod":"Rooftop","usageTypes":["Display","Route"]}]},"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
+			raw(`},"bbox":[`).coord(lon - 0.0076).raw(",").coord(lat - 0.0039).raw(",").coord(lon + 0.0076).raw(",").coord(lat + 0.0039).raw(`]}`)
+	}
+	j.raw(`]`)
+}
+
+func (s *Server) geocode(w http.ResponseWriter, st *counters, q url.Values) {
+	in, msg := geocodeFromQuery(q)
+	if msg == "" {
+		_, msg = in.validate()
+	}
+	if msg != "" {
+		s.badRequest(w, st, msg)
+		return
+	}
+	j := getBuf()
+	defer putBuf(j)
+	j.raw(`{"type":"FeatureCollection",`)
+	writeGeocodeFeatures(j, &in)
+	j.raw(`}`)
+	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+}
+
+func (s *Server) geocodeBatch(w http.ResponseWriter, st *counters, body []byte) {
+	var req struct {
+		BatchItems []geocodeItem `json:"batchItems"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
+		return
+	}
+	if n := len(req.BatchItems); n < 1 || n > maxBatchItems {
+		s.badRequest(w, st, "The batch must contain between 1 and 100 items; it has "+strconv.Itoa(n)+".")
+		return
+	}
+	j := getBuf() // the items; the summary that precedes them counts them
+	defer putBuf(j)
+	ok := 0
+	for i := range req.BatchItems {
+		it := &req.BatchItems[i]
+		if i > 0 {
+			j.raw(",")
+		}
+		j.raw("{")
+		if it.OptionalID != "" {
+			j.raw(`"optionalId":`).str(it.OptionalID).raw(",")
+		}
+		in, msg := it.input()
+		code := codeBadRequest
+		if msg == "" {
+			code, msg = in.validate()
+		}
+		if msg != "" {
+			j.raw(`"error":{"code":`).str(code).raw(`,"message":`).str(msg).raw(`}}`)
+			continue
+		}
+		ok++
+		j.raw(`"type":"FeatureCollection",`)
+		writeGeocodeFeatures(j, &in)
+		j.raw(`}`)
+	}
+	s.replyBatch(w, st, ok, len(req.BatchItems), j.b)
+}
+
+// replyBatch answers a batch: the summary, then the items.
+func (s *Server) replyBatch(w http.ResponseWriter, st *counters, ok, total int, items []byte) {
+	out := getBuf()
+	defer putBuf(out)
+	out.raw(`{"summary":{"successfulRequests":`).int(int64(ok)).
+		raw(`,"totalRequests":`).int(int64(total)).
+		raw(`},"batchItems":[`)
+	out.b = append(out.b, items...)
+	out.raw(`]}`)
+	st.batchItems.Add(int64(total))
+	s.reply(w, st, http.StatusOK, ctJSON, out.b)
+}
+
+// ---- reverse geocode ----
+
+var resultTypes = map[string]bool{
+	"Address": true, "AdminDivision1": true, "AdminDivision2": true, "CountryRegion": true,
+	"Neighborhood": true, "PopulatedPlace": true, "Postcode1": true,
+}
+
+func (s *Server) reverseGeocode(w http.ResponseWriter, st *counters, q url.Values) {
+	var c [2]float64
+	v := q.Get("coordinates")
+	switch {
+	case v == "":
+		s.badRequest(w, st, "coordinates is missing or empty")
+		return
+	case !parseFloats(v, c[:]):
+		s.badRequest(w, st, "coordinates must be 2 comma-separated numbers: longitude,latitude.")
+		return
+	case !validLonLat(c[0], c[1]):
+		s.badRequest(w, st, "coordinates are out of range: longitude must be within [-180, 180] and latitude within [-90, 90].")
+		return
+	}
+	typ := "Address"
+	if rt := q.Get("resultTypes"); rt != "" {
+		for i, t := range strings.Split(rt, ",") {
+			t = strings.TrimSpace(t)
+			if !resultTypes[t] {
+				s.badRequest(w, st, "resultTypes has an unknown value '"+t+"'.")
+				return
+			}
+			if i == 0 {
+				typ = t
+			}
+		}
+	}
+	lon, lat := c[0], c[1]
+	p := nearestPlace(lon, lat)
+	h := fnvFloat(fnvFloat(fnvOffset, math.Round(lon*1e6)), math.Round(lat*1e6))
+	street := p.streets[h%uint64(len(p.streets))]
+	number := strconv.Itoa(1 + int(mix(h, 2)%19999))
+	addressLine := number + " " + street
+
+	j := getBuf()
+	defer putBuf(j)
+	j.raw(`{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"address":{"countryRegion":{"ISO":`).str(p.iso).
+		raw(`,"name":`).str(p.country).
+		raw(`},"adminDistricts":[{"name":`).str(p.adminName).raw(`,"shortName":`).str(p.adminShort).
+		raw(`},{"name":`).str(p.county).raw(`,"shortName":`).str(p.county).
+		raw(`}],"formattedAddress":`).str(addressLine+", "+p.locality+", "+p.adminName+" "+p.postal).
+		raw(`,"streetName":`).str(street).raw(`,"streetNumber":"`).raw(number).
+		raw(`","locality":`).str(p.locality).raw(`,"postalCode":`).str(p.postal).
+		raw(`,"addressLine":`).str(addressLine).
+		raw(`},"type":`).str(typ).
+		raw(`,"confidence":"Medium","matchCodes":["Good"],"geocodePoints":[{"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
+		raw(`},"calculationMethod":"Rooftop","usageTypes":["Display"]}]},"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
+		raw(`},"bbox":[`).coord(lon - 0.0076).raw(",").coord(lat - 0.0039).raw(",").coord(lon + 0.0076).raw(",").coord(lat + 0.0039).
+		raw(`]}]}`)
+	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+}
+
+func nearestPlace(lon, lat float64) *place {
+	best, bestD := &places[0], math.Inf(1)
+	for i := range places {
+		p := &places[i]
+		dLon := math.Abs(lon - p.lon)
+		if dLon > 180 {
+			dLon = 360 - dLon
+		}
+		dLon *= math.Cos(lat * math.Pi / 180)
+		d := dLon*dLon + (lat-p.lat)*(lat-p.lat)
+		if d < bestD {
+			best, bestD = p, d
+		}
+	}
+	return best
+}
+
+// ---- route ----
+
+// routeIn is a Route Directions request body (also a batch item).
+type routeIn struct {
+	Type     string `json:"type"`
+	Features []struct {
+		Type     string `json:"type"`
+		Geometry struct {
+			Type        string    `json:"type"`
+			Coordinates []float64 `json:"coordinates"`
+		} `json:"geometry"`
+		Properties struct {
+			PointIndex *int   `json:"pointIndex"`
+			PointType  string `json:"pointType"`
+		} `json:"properties"`
+	} `json:"features"`
+	TravelMode    string `json:"travelMode"`
+	OptimizeRoute string `json:"optimizeRoute"`
+	DepartAt      string `json:"departAt"`
+	OptionalID    string `json:"optionalId"`
+}
+
+// routePlan is a validated route request.
+type routePlan struct {
+	mode    string
+	speed   float64 // m/s
+	traffic bool
+	depart  time.Time
+	points  []routePoint
+}
+
+type routePoint struct {
+	lon, lat float64
+	via      bool
+	input    int
+}
+
+// Waypoint limits per travel mode, as documented for 2025-01-01.
+const (
+	maxWaypoints      = 25
+	maxTruckWaypoints = 150
+)
+
+// plan validates r, returning a refusal message ("" if none).
+func (r *routeIn) plan() (routePlan, string) {
+	var p routePlan
+	if r.Type != "FeatureCollection" || len(r.Features) == 0 {
+		return p, "Request body is invalid or empty"
+	}
+	switch r.TravelMode {
+	case "", "driving":
+		p.mode, p.speed, p.traffic = "driving", 13.4, true
+	case "truck":
+		p.mode, p.speed, p.traffic = "truck", 11.1, true
+	case "walking":
+		p.mode, p.speed = "walking", 1.4
+	default:
+		return p, "The value '" + r.TravelMode + "' is not valid for travelMode; use driving, truck or walking."
+	}
+	if r.DepartAt != "" {
+		t, err := time.Parse(time.RFC3339, r.DepartAt)
+		if err != nil {
+			return p, "departAt must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z."
+		}
+		p.depart = t
+	}
+	waypoints := 0
+	p.points = make([]routePoint, len(r.Features))
+	for i := range r.Features {
+		f := &r.Features[i]
+		c := f.Geometry.Coordinates
+		if f.Type != "Feature" || f.Geometry.Type != "Point" || len(c) != 2 {
+			return p, "Feature " + strconv.Itoa(i) + " must be a GeoJSON Point feature with coordinates [longitude, latitude]."
+		}
+		if !validLonLat(c[0], c[1]) {
+			return p, "The coordinates of feature " + strconv.Itoa(i) + " are out of range: longitude must be within [-180, 180] and latitude within [-90, 90]."
+		}
+		via := false
+		switch f.Properties.PointType {
+		case "", "waypoint":
+			waypoints++
+		case "viaWaypoint":
+			via = true
+		default:
+			return p, "pointType of feature " + strconv.Itoa(i) + " must be waypoint or viaWaypoint."
+		}
+		p.points[i] = routePoint{lon: c[0], lat: c[1], via: via, input: i}
+	}
+	limit := maxWaypoints
+	if p.mode == "truck" {
+		limit = maxTruckWaypoints
+	}
+	switch {
+	case waypoints < 2:
+		return p, "At least 2 waypoints are required; the request has " + strconv.Itoa(waypoints) + "."
+	case waypoints > limit:
+		return p, "At most " + strconv.Itoa(limit) + " waypoints are allowed for travelMode " + p.mode + "; the request has " + strconv.Itoa(waypoints) + "."
+	case p.points[0].via || p.points[len(p.points)-1].via:
+		return p, "The first and last points must be waypoints, not viaWaypoints."
+	}
+	return p, ""
+}
+
+// haversine returns the great-circle distance in meters.
+func haversine(lon1, lat1, lon2, lat2 float64) float64 {
+	const r = 6371008.8
+	rad := math.Pi / 180
+	dLat := (lat2 - lat1) * rad
+	dLon := (lon2 - lon1) * rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * r * math.Asin(math.Min(1, math.Sqrt(a)))
+}
+
+// roadFactor turns straight-line distance into a plausible road distance.
+const roadFactor = 1.25
+
+type leg struct {
+	from, to             int // indexes into points
+	meters               float64
+	seconds, trafficSecs int64
+}
+
+// writeRoute appends the features of the route answer for p: the waypoints,
+// the via points, and the RoutePath with its legs.
+func writeRoute(j *jbuf, p *routePlan) {
+	var legs []leg
+	var cur leg
+	for i := 1; i < len(p.points); i++ {
+		a, b := p.points[i-1], p.points[i]
+		cur.meters += roadFactor * haversine(a.lon, a.lat, b.lon, b.lat)
+		if !b.via {
+			cur.to = i
+			legs = append(legs, cur)
+			cur = leg{from: i}
+		}
+	}
+	var total leg
+	for i := range legs {
+		l := &legs[i]
+		l.meters = math.Round(l.meters*10) / 10
+		l.seconds = int64(math.Ceil(l.meters / p.speed))
+		l.trafficSecs = l.seconds
+		if p.traffic {
+			l.trafficSecs += l.seconds / 10
+		}
+		total.meters += l.meters
+		total.seconds += l.seconds
+		total.trafficSecs += l.trafficSecs
+	}
+
+	j.raw(`"features":[`)
+	li := 0
+	for i, pt := range p.points {
+		if i > 0 {
+			j.raw(",")
+		}
+		j.raw(`{"type":"Feature","geometry":{"type":"Point","coordinates":`).lonLat(pt.lon, pt.lat).raw(`}`)
+		if pt.via {
+			// Azure Maps echoes via points as bare Point features.
+			j.raw(`}`)
+			continue
+		}
+		var meters float64
+		var secs int64
+		legIndex := li
+		if li < len(legs) && legs[li].from == i {
+			meters, secs = legs[li].meters, legs[li].seconds
+			li++
+		} else {
+			legIndex = len(legs) - 1 // the arrival belongs to the last leg
+		}
+		j.raw(`,"properties":{"type":"Waypoint","routePathPoint":{"legIndex":`).int(int64(legIndex)).
+			raw(`,"pointIndex":`).int(int64(i)).
+			raw(`},"order":{"inputIndex":`).int(int64(pt.input)).
+			raw(`},"distanceInMeters":`).num(meters, 1).
+			raw(`,"durationInSeconds":`).int(secs).
+			raw(`,"travelMode":"`).raw(p.mode).raw(`"}}`)
+	}
+
+	// The RoutePath: the polyline through all points. Its bbox is written
+	// [south, west, north, east], as the 2025-01-01 service does (see the
+	// PostRouteDirections example), not in GeoJSON's lon-first order.
+	minLon, minLat, maxLon, maxLat := 180.0, 90.0, -180.0, -90.0
+	j.raw(`,{"type":"Feature","geometry":{"type":"MultiLineString","coordinates":[[`)
+	for i, pt := range p.points {
+		if i > 0 {
+			j.raw(",")
+		}
+		j.lonLat(pt.lon, pt.lat)
+		minLon, maxLon = math.Min(minLon, pt.lon), math.Max(maxLon, pt.lon)
+		minLat, maxLat = math.Min(minLat, pt.lat), math.Max(maxLat, pt.lat)
+	}
+	j.raw(`]]},"bbox":[`).coord(minLat).raw(",").coord(minLon).raw(",").coord(maxLat).raw(",").coord(maxLon).
+		raw(`],"properties":{"type":"RoutePath","distanceInMeters":`).num(total.meters, 1).
+		raw(`,"durationInSeconds":`).int(total.seconds).
+		raw(`,"durationTrafficInSeconds":`).int(total.trafficSecs).
+		raw(`,"trafficDataUsed":"None","trafficCongestion":"`)
+	if total.trafficSecs > total.seconds {
+		j.raw(`Mild"`)
+	} else {
+		j.raw(`None"`)
+	}
+	if !p.depart.IsZero() {
+		j.raw(`,"departureAt":"`).raw(p.depart.Format(timeLayout)).
+			raw(`","arrivalAt":"`).raw(p.depart.Add(time.Duration(total.trafficSecs) * time.Second).Format(timeLayout)).raw(`"`)
+	}
+	j.raw(`,"legs":[`)
+	t := p.depart
+	for i, l := range legs {
+		if i > 0 {
+			j.raw(",")
+		}
+		j.raw(`{"description":`).str(legDescription(p, l)).
+			raw(`,"routePathRange":{"range":[`).int(int64(l.from)).raw(",").int(int64(l.to)).
+			raw(`],"legIndex":`).int(int64(i)).
+			raw(`},"distanceInMeters":`).num(l.meters, 1).
+			raw(`,"durationInSeconds":`).int(l.seconds).
+			raw(`,"durationTrafficInSeconds":`).int(l.trafficSecs)
+		if !t.IsZero() {
+			end := t.Add(time.Duration(l.trafficSecs) * time.Second)
+			j.raw(`,"departureAt":"`).raw(t.Format(timeLayout)).raw(`","arrivalAt":"`).raw(end.Format(timeLayout)).raw(`"`)
+			t = end
+		}
+		j.raw(`}`)
+	}
+	j.raw(`]}}]`)
+}
+
+// timeLayout is RFC 3339 with a numeric zone, as in Azure Maps answers
+// ("2023-08-28T18:00:00+00:00").
+const timeLayout = "2006-01-02T15:04:05-07:00"
+
+func legDescription(p *routePlan, l leg) string {
+	a := nearestPlace(p.points[l.from].lon, p.points[l.from].lat)
+	b := nearestPlace(p.points[l.to].lon, p.points[l.to].lat)
+	if a == b {
+		return a.streets[0] + ", " + a.streets[len(a.streets)-1]
+	}
+	return a.streets[0] + ", " + b.streets[0]
+}
+
+func (s *Server) route(w http.ResponseWriter, st *counters, body []byte) {
+	var r routeIn
+	if len(body) == 0 || json.Unmarshal(body, &r) != nil {
+		s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
+		return
+	}
+	p, msg := r.plan()
+	if msg != "" {
+		s.badRequest(w, st, msg)
+		return
+	}
+	j := getBuf()
+	defer putBuf(j)
+	j.raw(`{"type":"FeatureCollection",`)
+	writeRoute(j, &p)
+	j.raw(`}`)
+	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+}
+
+func (s *Server) routeBatch(w http.ResponseWriter, st *counters, body []byte) {
+	var req struct {
+		BatchItems []routeIn `json:"batchItems"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
+		return
+	}
+	if n := len(req.BatchItems); n < 1 || n > maxBatchItems {
+		s.badRequest(w, st, "The batch must contain between 1 and 100 items; it has "+strconv.Itoa(n)+".")
+		return
+	}
+	j := getBuf() // the items; the summary that precedes them counts them
+	defer putBuf(j)
+	ok := 0
+	for i := range req.BatchItems {
+		it := &req.BatchItems[i]
+		if i > 0 {
+			j.raw(",")
+		}
+		j.raw("{")
+		if it.OptionalID != "" {
+			j.raw(`"optionalId":`).str(it.OptionalID).raw(",")
+		}
+		p, msg := it.plan()
+		if msg != "" {
+			j.raw(`"error":{"code":"` + codeBadRequest + `","message":`).str(msg).raw(`}}`)
+			continue
+		}
+		ok++
+		j.raw(`"type":"FeatureCollection",`)
+		writeRoute(j, &p)
+		j.raw(`}`)
+	}
+	s.replyBatch(w, st, ok, len(req.BatchItems), j.b)
+}

@@ -1,0 +1,172 @@
+package mapstest
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// APIVersion is the only api-version the Maps side accepts.
+	APIVersion = "2025-01-01"
+
+	unauthorizedMessage = "Access denied, please inspect WWW-Authenticate header."
+	codeBadRequest      = "400 BadRequest"
+	maxBodyBytes        = 8 << 20
+	maxBatchItems       = 100
+)
+
+// Header values shared by all answers; net/http only reads them.
+var (
+	ctGeoJSON    = []string{"application/geo+json"}
+	ctJSON       = []string{"application/json; charset=utf-8"}
+	wwwBearer    = []string{"Bearer"}
+	retryAfter1  = []string{"1"}
+	body401      = errorBody("Unauthorized", unauthorizedMessage)
+	body404      = errorBody("404 NotFound", "Resource not found.")
+	body405      = errorBody("405 MethodNotAllowed", "The HTTP method is not allowed for this resource.")
+	body429      = errorBody("429 TooManyRequests", "Rate limit is exceeded. Try again in 1 second.")
+	bodyTooLarge = errorBody(codeBadRequest, "Request body is too large.")
+	bodyInvalid  = errorBody(codeBadRequest, "Request body is invalid or empty")
+)
+
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// serveMaps answers the Maps side. The order of the checks follows the
+// real service as seen from a client: authentication, then outages and
+// throttling, then the request itself.
+func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
+	if h := s.hook.Load(); h != nil {
+		(*h)(r)
+	}
+	now := time.Now()
+	api := apiOfPath(r.URL.Path)
+	st := s.stats.Load()
+	st.arrive(api, now)
+
+	if d := time.Duration(s.latency.Load()); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+
+	if !s.authorized(r, now) {
+		w.Header()["Www-Authenticate"] = wwwBearer
+		s.reply(w, st, http.StatusUnauthorized, ctJSON, body401)
+		return
+	}
+	if api < 0 {
+		s.reply(w, st, http.StatusNotFound, ctJSON, body404)
+		return
+	}
+	want := http.MethodPost
+	if api == apiGeocode || api == apiReverseGeocode {
+		want = http.MethodGet
+	}
+	if r.Method != want {
+		w.Header()["Allow"] = []string{want}
+		s.reply(w, st, http.StatusMethodNotAllowed, ctJSON, body405)
+		return
+	}
+	if f := s.fault.Load(); f != nil && f.mask&(1<<api) != 0 {
+		if f.retryAfter != nil {
+			w.Header()["Retry-After"] = f.retryAfter
+		}
+		if f.status == http.StatusUnauthorized {
+			w.Header()["Www-Authenticate"] = wwwBearer
+		}
+		s.reply(w, st, f.status, ctJSON, f.body)
+		return
+	}
+	if l := s.limits[api].Load(); l != nil && !l.allow(now) {
+		w.Header()["Retry-After"] = retryAfter1
+		s.reply(w, st, http.StatusTooManyRequests, ctJSON, body429)
+		return
+	}
+
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.badRequest(w, st, "The query string is malformed.")
+		return
+	}
+	switch v := q.Get("api-version"); v {
+	case APIVersion:
+	case "":
+		s.badRequest(w, st, "The api-version query parameter is missing; this API requires api-version="+APIVersion+".")
+		return
+	default:
+		s.badRequest(w, st, "The api-version '"+v+"' is not supported; use "+APIVersion+".")
+		return
+	}
+
+	switch api {
+	case apiGeocode:
+		s.geocode(w, st, q)
+	case apiReverseGeocode:
+		s.reverseGeocode(w, st, q)
+	default:
+		buf := bodyPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bodyPool.Put(buf)
+		n, err := buf.ReadFrom(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
+			return
+		}
+		if n > maxBodyBytes {
+			s.reply(w, st, http.StatusRequestEntityTooLarge, ctJSON, bodyTooLarge)
+			return
+		}
+		switch api {
+		case apiRoute:
+			s.route(w, st, buf.Bytes())
+		case apiGeocodeBatch:
+			s.geocodeBatch(w, st, buf.Bytes())
+		case apiRouteBatch:
+			s.routeBatch(w, st, buf.Bytes())
+		}
+	}
+}
+
+// authorized reports whether r carries the current shared key, or a valid
+// token of this server together with the account's Client ID.
+func (s *Server) authorized(r *http.Request, now time.Time) bool {
+	// Canonical header names: direct map reads, no allocation.
+	if k := r.Header["Subscription-Key"]; len(k) > 0 {
+		want := s.sharedKey.Load()
+		return want != nil && subtle.ConstantTimeCompare([]byte(k[0]), []byte(*want)) == 1
+	}
+	a := r.Header["Authorization"]
+	if len(a) == 0 || len(a[0]) < 8 || !strings.EqualFold(a[0][:7], "Bearer ") {
+		return false
+	}
+	if id := r.Header["X-Ms-Client-Id"]; len(id) == 0 || id[0] != s.ClientID {
+		return false
+	}
+	return s.validMapsToken(a[0][7:], now.Unix())
+}
+
+// reply writes a complete answer and counts it.
+func (s *Server) reply(w http.ResponseWriter, st *counters, status int, contentType []string, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = contentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["X-Ms-Request-Id"] = []string{s.requestID()}
+	w.WriteHeader(status)
+	w.Write(body)
+	st.answered(status)
+}
+
+func (s *Server) badRequest(w http.ResponseWriter, st *counters, msg string) {
+	s.reply(w, st, http.StatusBadRequest, ctJSON, errorBody(codeBadRequest, msg))
+}

@@ -1,0 +1,512 @@
+package jobs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"mapsworker/jobs/maps"
+	"mapsworker/worker"
+)
+
+// Codes of invalid requests; the package comment lists what each means.
+const (
+	codeTooLarge      = "TooLarge"
+	codeNotUTF8       = "NotUTF8"
+	codeTooDeep       = "TooDeep"
+	codeInvalidJSON   = "InvalidJSON"
+	codeInvalidID     = "InvalidID"
+	codeMissingField  = "MissingField"
+	codeUnknownKind   = "UnknownKind"
+	codeWrongType     = "WrongType"
+	codeOutOfRange    = "OutOfRange"
+	codeTooLong       = "TooLong"
+	codeInvalidValue  = "InvalidValue"
+	codeConflicting   = "ConflictingParameters"
+	codeTooFewPoints  = "TooFewWaypoints"
+	codeTooManyPoints = "TooManyWaypoints"
+)
+
+// Limits of a request.
+const (
+	maxDepth           = 32   // nesting; a request needs 3
+	maxTextLen         = 2048 // characters; Azure Maps' limit for a query
+	maxTop             = 20
+	minWaypoints       = 2
+	maxWaypoints       = 25  // driving and walking
+	maxTruckWaypoints  = 150 // truck
+	maxQuotedValueSize = 64  // bytes of a user's value echoed in a message
+)
+
+// fields are the members of a request object. Names match exactly: the
+// contract spells them one way, and encoding/json's case-insensitive matching
+// would let "ID" and "id" in one message fight over the name of the result.
+type fields map[string]json.RawMessage
+
+// get returns the member name, treating null as absent, as producers that
+// serialize every property of a class write null for the ones not set.
+func (f fields) get(name string) (json.RawMessage, bool) {
+	raw, ok := f[name]
+	if !ok || string(raw) == "null" {
+		return nil, false
+	}
+	return raw, true
+}
+
+// parseObject checks the body's size, encoding and nesting, then parses it
+// as exactly one JSON object.
+func parseObject(body []byte, maxBody int) (fields, error) {
+	if len(body) > maxBody {
+		return nil, worker.Invalidf(codeTooLarge, "request is %d bytes, more than the limit of %d", len(body), maxBody)
+	}
+	if !utf8.Valid(body) {
+		return nil, worker.Invalidf(codeNotUTF8, "request is not valid UTF-8")
+	}
+	// encoding/json only stops at 10000 levels; no request needs more
+	// than three, and a shallow limit bounds the work a hostile body costs.
+	if depth := nesting(body); depth > maxDepth {
+		return nil, worker.Invalidf(codeTooDeep, "request nests more than %d levels deep", maxDepth)
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, worker.Invalidf(codeInvalidJSON, "request is empty")
+	}
+	if trimmed[0] != '{' {
+		if json.Valid(body) {
+			return nil, worker.Invalidf(codeInvalidJSON, "request must be a JSON object, not %s", describeJSON(trimmed))
+		}
+		return nil, invalidJSON(body, json.Unmarshal(body, new(any)))
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var f fields
+	if err := dec.Decode(&f); err != nil {
+		return nil, invalidJSON(body, err)
+	}
+	// Decode reads one value; anything after it but white space is an
+	// error, not a second request to ignore.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, worker.Invalidf(codeInvalidJSON, "request has data after the JSON object, at byte %d", dec.InputOffset())
+	}
+	return f, nil
+}
+
+// invalidJSON describes a syntax error by its position, not by the input.
+func invalidJSON(body []byte, err error) error {
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return worker.Invalidf(codeInvalidJSON, "request is not valid JSON: %v (at byte %d)", syn, syn.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return worker.Invalidf(codeInvalidJSON, "request is not valid JSON: it ends after %d bytes, in the middle of a value", len(body))
+	default:
+		return worker.Invalidf(codeInvalidJSON, "request is not valid JSON: %v", err)
+	}
+}
+
+// nesting returns the deepest nesting of arrays and objects in a JSON text,
+// without parsing it. It skips strings, whose brackets are not structure;
+// bytes of multi-byte UTF-8 sequences are all >= 0x80 and so never look like
+// a quote, a backslash or a bracket.
+func nesting(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// decodeID returns the request's id, or messageID when it has none. It does
+// not check messageID: Decode decides what an unusable one means.
+func decodeID(f fields, messageID string) (string, error) {
+	raw, ok := f.get("id")
+	if !ok {
+		if !ValidID(messageID) {
+			return "", worker.Invalidf(codeInvalidID, "request has no id, and the message id %s cannot name a result: an id is 1-128 of [A-Za-z0-9._-], not starting with '.'", quote(messageID))
+		}
+		return messageID, nil
+	}
+	id, err := decodeString("id", raw)
+	if err != nil {
+		return "", err
+	}
+	if !ValidID(id) {
+		return "", worker.Invalidf(codeInvalidID, "id %s is not 1-128 of [A-Za-z0-9._-] not starting with '.'", quote(id))
+	}
+	return id, nil
+}
+
+func decodeKind(f fields) (string, error) {
+	raw, ok := f.get("kind")
+	if !ok {
+		return "", worker.Invalidf(codeMissingField, "kind is required: geocode, reverse-geocode or route")
+	}
+	kind, err := decodeString("kind", raw)
+	if err != nil {
+		return "", err
+	}
+	switch kind {
+	case KindGeocode, KindReverseGeocode, KindRoute:
+		return kind, nil
+	}
+	return "", worker.Invalidf(codeUnknownKind, "kind %s is not geocode, reverse-geocode or route", quote(kind))
+}
+
+// structuredFields are the structured address fields of a geocode request.
+//
+// countryRegion is one of them, as DESIGN.md says, although the issue that
+// asked for free-text geocoding mentions "query with optional countryRegion":
+// Azure Maps allows only bbox, coordinates, view and top next to a query and
+// answers any other field with "Conflicting Parameters" (see the batch
+// example in testdata), so a query with countryRegion could never succeed.
+// The worker says so before calling Maps, with a message that explains it.
+var structuredFields = []string{"addressLine", "locality", "adminDistrict", "postalCode", "countryRegion"}
+
+func decodeGeocode(f fields) (*maps.GeocodeQuery, error) {
+	var q maps.GeocodeQuery
+	var err error
+	// Blank text counts as absent, as producers that serialize every
+	// property write "" for the ones not set.
+	if q.Query, err = optionalText(f, "query"); err != nil {
+		return nil, err
+	}
+	structured := []*string{&q.AddressLine, &q.Locality, &q.AdminDistrict, &q.PostalCode, &q.CountryRegion}
+	var given []string
+	for i, name := range structuredFields {
+		if *structured[i], err = optionalText(f, name); err != nil {
+			return nil, err
+		}
+		if *structured[i] != "" {
+			given = append(given, name)
+		}
+	}
+	switch {
+	case q.Query != "" && len(given) > 0:
+		return nil, worker.Invalidf(codeConflicting, "query cannot be combined with %s: Azure Maps takes either free text or structured address fields (put the country in the query text, or use addressLine with countryRegion)", strings.Join(given, ", "))
+	case q.Query == "" && len(given) == 0:
+		return nil, worker.Invalidf(codeMissingField, "geocode needs a query or at least one of %s", strings.Join(structuredFields, ", "))
+	}
+
+	if raw, ok := f.get("top"); ok {
+		if q.Top, err = decodeInt("top", raw, 1, maxTop); err != nil {
+			return nil, err
+		}
+	}
+	if raw, ok := f.get("bbox"); ok {
+		if q.BBox, err = decodeBBox("bbox", raw); err != nil {
+			return nil, err
+		}
+	}
+	if raw, ok := f.get("coordinates"); ok {
+		p, err := decodePosition("coordinates", raw)
+		if err != nil {
+			return nil, err
+		}
+		q.Coordinates = &p
+	}
+	if q.View, err = optionalText(f, "view"); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+func decodeReverseGeocode(f fields) (*maps.ReverseGeocodeQuery, error) {
+	raw, ok := f.get("position")
+	if !ok {
+		return nil, worker.Invalidf(codeMissingField, "position is required: {\"lat\": …, \"lon\": …}")
+	}
+	p, err := decodePosition("position", raw)
+	if err != nil {
+		return nil, err
+	}
+	q := &maps.ReverseGeocodeQuery{Position: p}
+	if q.View, err = optionalText(f, "view"); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Route options as Route Directions 2025-01-01 names them.
+var (
+	travelModes = []string{"driving", "truck", "walking"}
+
+	// optimizeRoutes maps each value to the travel modes the service
+	// supports it for; nil means all.
+	optimizeRoutes = map[string][]string{
+		"shortest":                          nil,
+		"fastestWithoutTraffic":             nil,
+		"fastestAvoidClosureWithoutTraffic": {"driving"},
+		"fastestWithTraffic":                {"driving", "truck"},
+	}
+)
+
+func decodeRoute(f fields) (*maps.RouteRequest, error) {
+	// The RoutePath feature carries the distance and durations of the
+	// summary, and its path is what most users of a route want drawn.
+	r := &maps.RouteRequest{TravelMode: "driving", RouteOutputOptions: []string{"routePath"}}
+	var err error
+	if raw, ok := f.get("travelMode"); ok {
+		if r.TravelMode, err = decodeString("travelMode", raw); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(travelModes, r.TravelMode) {
+			return nil, worker.Invalidf(codeInvalidValue, "travelMode %s is not one of %s", quote(r.TravelMode), strings.Join(travelModes, ", "))
+		}
+	}
+
+	raw, ok := f.get("waypoints")
+	if !ok {
+		return nil, worker.Invalidf(codeMissingField, "waypoints are required: 2 or more {\"lat\": …, \"lon\": …}")
+	}
+	var points []json.RawMessage
+	if raw[0] != '[' {
+		return nil, wrongType("waypoints", "an array", raw)
+	}
+	if err := json.Unmarshal(raw, &points); err != nil {
+		return nil, worker.Invalidf(codeWrongType, "waypoints: %v", err)
+	}
+	limit := maxWaypoints
+	if r.TravelMode == "truck" {
+		limit = maxTruckWaypoints
+	}
+	switch {
+	case len(points) < minWaypoints:
+		return nil, worker.Invalidf(codeTooFewPoints, "a route needs at least %d waypoints, got %d", minWaypoints, len(points))
+	case len(points) > limit:
+		return nil, worker.Invalidf(codeTooManyPoints, "a %s route takes at most %d waypoints, got %d", r.TravelMode, limit, len(points))
+	}
+	r.Waypoints = make([]maps.Position, len(points))
+	for i, raw := range points {
+		if r.Waypoints[i], err = decodePosition(fmt.Sprintf("waypoints[%d]", i), raw); err != nil {
+			return nil, err
+		}
+	}
+
+	if raw, ok := f.get("optimizeRoute"); ok {
+		if r.OptimizeRoute, err = decodeString("optimizeRoute", raw); err != nil {
+			return nil, err
+		}
+		modes, known := optimizeRoutes[r.OptimizeRoute]
+		switch {
+		case !known:
+			return nil, worker.Invalidf(codeInvalidValue, "optimizeRoute %s is not one of shortest, fastestWithoutTraffic, fastestAvoidClosureWithoutTraffic, fastestWithTraffic", quote(r.OptimizeRoute))
+		case modes != nil && !slices.Contains(modes, r.TravelMode):
+			return nil, worker.Invalidf(codeConflicting, "optimizeRoute %s is only for %s routes, not %s", r.OptimizeRoute, strings.Join(modes, " and "), r.TravelMode)
+		}
+	}
+	if raw, ok := f.get("departAt"); ok {
+		if r.DepartAt, err = decodeString("departAt", raw); err != nil {
+			return nil, err
+		}
+		if !validDateTime(r.DepartAt) {
+			return nil, worker.Invalidf(codeInvalidValue, "departAt %s is not an RFC 3339 date-time such as 2026-12-01T08:00:00Z", quote(r.DepartAt))
+		}
+	}
+	return r, nil
+}
+
+// validDateTime reports whether s is an RFC 3339 date-time. Like Azure Maps,
+// which assumes UTC then, it also takes one without a time zone offset.
+func validDateTime(s string) bool {
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04:05"} {
+		if _, err := time.Parse(layout, s); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// optionalText returns the string member name, trimmed, or "" if it is
+// absent, null or blank.
+func optionalText(f fields, name string) (string, error) {
+	raw, ok := f.get(name)
+	if !ok {
+		return "", nil
+	}
+	s, err := decodeString(name, raw)
+	if err != nil {
+		return "", err
+	}
+	s = strings.TrimSpace(s)
+	if n := utf8.RuneCountInString(s); n > maxTextLen {
+		return "", worker.Invalidf(codeTooLong, "%s is %d characters long, more than %d", name, n, maxTextLen)
+	}
+	return s, nil
+}
+
+func decodeString(path string, raw json.RawMessage) (string, error) {
+	if raw[0] != '"' {
+		return "", wrongType(path, "a string", raw)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	}
+	return s, nil
+}
+
+// decodeNumber parses a JSON number itself rather than through
+// encoding/json, whose error for 1e999 ("cannot unmarshal number into a
+// value of type float64") does not say what is wrong.
+func decodeNumber(path string, raw json.RawMessage) (float64, error) {
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return 0, wrongType(path, "a number", raw)
+	}
+	v, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		// raw is a valid JSON number, so the only failure is a value too
+		// large for a float64 (ParseFloat rounds tiny ones to 0).
+		return 0, worker.Invalidf(codeOutOfRange, "%s: %s is too large for a 64-bit float", path, quoteRaw(raw))
+	}
+	return v, nil
+}
+
+func decodeInt(path string, raw json.RawMessage, lo, hi int) (int, error) {
+	v, err := decodeNumber(path, raw)
+	if err != nil {
+		return 0, err
+	}
+	if v != math.Trunc(v) {
+		return 0, worker.Invalidf(codeWrongType, "%s must be a whole number, not %s", path, quoteRaw(raw))
+	}
+	if v < float64(lo) || v > float64(hi) {
+		return 0, worker.Invalidf(codeOutOfRange, "%s: %s is out of range [%d, %d]", path, quoteRaw(raw), lo, hi)
+	}
+	return int(v), nil
+}
+
+// decodeDegrees decodes a latitude (limit 90) or longitude (limit 180).
+func decodeDegrees(path string, raw json.RawMessage, limit float64) (float64, error) {
+	v, err := decodeNumber(path, raw)
+	if err != nil {
+		return 0, err
+	}
+	if v < -limit || v > limit {
+		return 0, worker.Invalidf(codeOutOfRange, "%s: %s is out of range [%g, %g]", path, quoteRaw(raw), -limit, limit)
+	}
+	return v, nil
+}
+
+// decodePosition decodes {"lat": …, "lon": …}.
+func decodePosition(path string, raw json.RawMessage) (maps.Position, error) {
+	if raw[0] != '{' {
+		return maps.Position{}, wrongType(path, `an object {"lat": …, "lon": …}`, raw)
+	}
+	var f fields
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return maps.Position{}, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	}
+	var p maps.Position
+	for _, c := range []struct {
+		name  string
+		limit float64
+		v     *float64
+	}{{"lat", 90, &p.Lat}, {"lon", 180, &p.Lon}} {
+		raw, ok := f.get(c.name)
+		if !ok {
+			return maps.Position{}, worker.Invalidf(codeMissingField, "%s.%s is required", path, c.name)
+		}
+		v, err := decodeDegrees(path+"."+c.name, raw, c.limit)
+		if err != nil {
+			return maps.Position{}, err
+		}
+		*c.v = v
+	}
+	return p, nil
+}
+
+// decodeBBox decodes [west, south, east, north]. West may exceed east: that
+// box crosses the antimeridian.
+func decodeBBox(path string, raw json.RawMessage) ([]float64, error) {
+	if raw[0] != '[' {
+		return nil, wrongType(path, "an array [west, south, east, north]", raw)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	}
+	if len(items) != 4 {
+		return nil, worker.Invalidf(codeInvalidValue, "%s must be 4 numbers [west, south, east, north], not %d", path, len(items))
+	}
+	box := make([]float64, 4)
+	limits := []float64{180, 90, 180, 90}
+	for i, item := range items {
+		v, err := decodeDegrees(fmt.Sprintf("%s[%d]", path, i), item, limits[i])
+		if err != nil {
+			return nil, err
+		}
+		box[i] = v
+	}
+	if box[1] >= box[3] {
+		return nil, worker.Invalidf(codeInvalidValue, "%s: south (%g) must be less than north (%g)", path, box[1], box[3])
+	}
+	return box, nil
+}
+
+func wrongType(path, want string, raw json.RawMessage) error {
+	return worker.Invalidf(codeWrongType, "%s must be %s, not %s", path, want, describeJSON(raw))
+}
+
+// describeJSON names the type of the JSON value that raw starts with.
+func describeJSON(raw []byte) string {
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// quote quotes a user's value for a message, cut to a few dozen bytes:
+// messages end up in results, poison envelopes and logs, and must not
+// carry a request's whole payload.
+func quote(s string) string {
+	if len(s) <= maxQuotedValueSize {
+		return strconv.Quote(s)
+	}
+	cut := maxQuotedValueSize
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…"
+}
+
+// quoteRaw is quote for a JSON number, left unquoted.
+func quoteRaw(raw json.RawMessage) string {
+	if len(raw) <= maxQuotedValueSize {
+		return string(raw)
+	}
+	return string(raw[:maxQuotedValueSize]) + "…"
+}

@@ -1,0 +1,242 @@
+// Command localrun is `make run`: it starts Azurite, the local Azure Maps
+// emulator (with its managed identity token endpoint) and bin/mapsworker run,
+// enqueues the sample requests of docs/samples.jsonl with `mapsworker
+// enqueue`, prints their results as a table, and keeps the worker running
+// until Ctrl-C. It then stops every process it started.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+
+	"mapsworker/jobs/maps/mapstest"
+	"mapsworker/worker"
+	"mapsworker/worker/azurite"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "make run:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	bin, _ := filepath.Abs("bin/mapsworker")
+	samples := "docs/samples.jsonl"
+	stateDir, _ := filepath.Abs(".run")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+
+	fmt.Println("starting Azurite (storage emulator)…")
+	az, err := azurite.Start(nil)
+	if err != nil {
+		return err
+	}
+	defer az.Close()
+
+	fmt.Println("starting the Azure Maps emulator and managed identity endpoint…")
+	emu, err := mapstest.Start(&mapstest.Options{CertDir: stateDir})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+
+	env := append(os.Environ(),
+		"AzureWebJobsStorage="+az.ConnectionString(),
+		"AZURE_MAPS_ENDPOINT="+emu.URL,
+		"AZURE_MAPS_CLIENT_ID="+emu.ClientID,
+		"IDENTITY_ENDPOINT="+emu.IdentityEndpoint,
+		"IDENTITY_HEADER="+emu.IdentityHeader,
+		"SSL_CERT_FILE="+emu.CAFile(),
+		"MAPS_MAX_POLL_INTERVAL=5s",
+	)
+	fmt.Printf("  storage  %s\n  maps     %s\n  identity %s\n\n", az.QueueURL(), emu.URL, emu.IdentityEndpoint)
+
+	worker := exec.Command(bin, "run")
+	worker.Env = env
+	worker.Stdout, worker.Stderr = prefixed("worker | "), prefixed("worker | ")
+	worker.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := worker.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- worker.Wait() }()
+	defer func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		fmt.Println("\nstopping the worker…")
+		worker.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			syscall.Kill(-worker.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	}()
+
+	fmt.Printf("$ mapsworker enqueue --file %s\n", samples)
+	enq := exec.Command(bin, "enqueue", "--file", samples)
+	enq.Env = env
+	enq.Stderr = os.Stderr
+	out, err := enq.Output()
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	fmt.Print(string(out))
+	kinds, err := sampleKinds(samples)
+	if err != nil {
+		return err
+	}
+
+	if err := printResults(ctx, az.ConnectionString(), kinds, exited); err != nil {
+		return err
+	}
+	writeEnv(filepath.Join(stateDir, "env"), env[len(os.Environ()):])
+	fmt.Println("\nThe worker keeps running. In another terminal, with the same settings:")
+	fmt.Println("  set -a; . .run/env; set +a")
+	fmt.Println(`  bin/mapsworker enqueue geocode "1 Main St, Springfield"`)
+	fmt.Println("  bin/mapsworker result geocode <id>; bin/mapsworker stats; bin/mapsworker poison list")
+	fmt.Println("Press Ctrl-C to stop everything.")
+	select {
+	case <-ctx.Done():
+	case err := <-exited:
+		exited <- err
+		return fmt.Errorf("the worker exited: %v", err)
+	}
+	return nil
+}
+
+type sample struct{ id, kind string }
+
+func sampleKinds(path string) ([]sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []sample
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct{ ID, Kind string }
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+			out = append(out, sample{r.ID, r.Kind})
+		}
+	}
+	return out, sc.Err()
+}
+
+// printResults waits for each sample's result and prints them as a table.
+func printResults(ctx context.Context, conn string, samples []sample, exited chan error) error {
+	client, err := azblob.NewClientFromConnectionString(conn, nil)
+	if err != nil {
+		return err
+	}
+	c := client.ServiceClient().NewContainerClient("maps-results")
+	results := make([]*worker.Result, len(samples))
+	deadline := time.Now().Add(60 * time.Second)
+	for pending := len(samples); pending > 0 && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("the worker exited: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		for i, s := range samples {
+			if results[i] != nil {
+				continue
+			}
+			resp, err := c.NewBlobClient(worker.ResultName(s.kind, s.id)).DownloadStream(ctx, nil)
+			if err != nil {
+				if !bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
+					return err
+				}
+				continue
+			}
+			var r worker.Result
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if json.Unmarshal(b, &r) == nil {
+				results[i] = &r
+				pending--
+			}
+		}
+	}
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tID\tSTATUS\tSUMMARY")
+	for i, s := range samples {
+		r := results[i]
+		if r == nil {
+			fmt.Fprintf(w, "%s\t%s\t(no result yet)\t\n", s.kind, s.id)
+			continue
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.kind, s.id, r.Status, summarize(r))
+	}
+	return w.Flush()
+}
+
+func summarize(r *worker.Result) string {
+	if r.Error != nil {
+		return r.Error.Class + ": " + r.Error.Message
+	}
+	b, _ := json.Marshal(r.Summary)
+	var s map[string]any
+	json.Unmarshal(b, &s)
+	if d, ok := s["distanceInMeters"].(float64); ok {
+		sec, _ := s["durationInSeconds"].(float64)
+		return fmt.Sprintf("%.1f km, %s", d/1000, time.Duration(sec)*time.Second)
+	}
+	if lat, ok := s["lat"].(float64); ok {
+		lon, _ := s["lon"].(float64)
+		addr, _ := s["formattedAddress"].(string)
+		return fmt.Sprintf("%.5f, %.5f  %s", lat, lon, addr)
+	}
+	return string(b)
+}
+
+// writeEnv writes settings as shell assignments, single-quoted (the
+// connection string holds semicolons).
+func writeEnv(path string, kv []string) {
+	var b strings.Builder
+	for _, e := range kv {
+		k, v, _ := strings.Cut(e, "=")
+		fmt.Fprintf(&b, "%s='%s'\n", k, strings.ReplaceAll(v, "'", `'\''`))
+	}
+	os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// prefixed writes a child's output line by line behind a prefix.
+func prefixed(prefix string) io.Writer {
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			fmt.Println(prefix + sc.Text())
+		}
+	}()
+	return pw
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"mapsworker/jobs/maps"
+)
+
+// checkStep is one line of `mapsworker check`.
+type checkStep struct {
+	name string
+	role string // the role that grants it, named in the fix of a 403
+	run  func(ctx context.Context) error
+}
+
+func cmdCheck(args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.Usage = usageFor(fs, "check",
+		"Try every dependency with the configured identity and say what is missing: a role, a setting,\na queue. One line per check; exit status 0 only when all pass. It sends one Azure Maps request\n(one billable transaction) and leaves nothing behind.",
+		"mapsworker check")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newApp(true)
+	if err != nil {
+		fmt.Printf("✗ settings: %s\n", redact(err.Error(), nil))
+		return &exitError{1, ""}
+	}
+	fmt.Printf("✓ settings: credential %s%s\n", a.id.kind, clientIDNote(a.id.clientID))
+	ok := runChecks(context.Background(), os.Stdout, a, checkSteps(a))
+	if !ok {
+		return &exitError{1, ""}
+	}
+	return nil
+}
+
+func clientIDNote(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (client id " + id + ")"
+}
+
+func checkSteps(a *app) []checkStep {
+	s := a.s
+	probe := "mapsworker-check-" + randomHex(6)
+	var steps []checkStep
+	if s.StorageConnection == "" {
+		steps = append(steps, checkStep{"token for Azure Storage", "", func(ctx context.Context) error {
+			sid, err := storageIdentity(s, a.id)
+			if err != nil {
+				return err
+			}
+			_, err = sid.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://storage.azure.com/.default"}})
+			return err
+		}})
+	}
+	if s.MapsKeySecretURI == "" {
+		steps = append(steps, checkStep{"token for Azure Maps", "", func(ctx context.Context) error {
+			_, err := a.id.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{maps.Scope}})
+			return err
+		}})
+	} else {
+		steps = append(steps, checkStep{"Key Vault secret (Maps key)", "Key Vault Secrets User", func(ctx context.Context) error {
+			keys, err := newVaultKeys(s.MapsKeySecretURI, a.id.cred)
+			if err != nil {
+				return err
+			}
+			_, err = keys.Refresh(ctx)
+			return err
+		}})
+	}
+	reqQ := a.storage.Requests.Client()
+	steps = append(steps,
+		checkStep{"queue " + s.Queue + ": read", "Storage Queue Data Message Processor", func(ctx context.Context) error {
+			_, err := reqQ.PeekMessages(ctx, nil)
+			return err
+		}},
+		// The probe message is enqueued invisible, so no worker takes it,
+		// then updated and deleted with its pop receipt.
+		checkStep{"queue " + s.Queue + ": send, update, delete", "Storage Queue Data Contributor", func(ctx context.Context) error {
+			resp, err := reqQ.EnqueueMessage(ctx, probe, &azqueue.EnqueueMessageOptions{VisibilityTimeout: to.Ptr(int32(300)), TimeToLive: to.Ptr(int32(600))})
+			if err != nil {
+				return err
+			}
+			if len(resp.Messages) == 0 {
+				return errors.New("enqueue returned no message")
+			}
+			m := resp.Messages[0]
+			up, err := reqQ.UpdateMessage(ctx, *m.MessageID, *m.PopReceipt, probe, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(300))})
+			if err != nil {
+				return err
+			}
+			_, err = reqQ.DeleteMessage(ctx, *m.MessageID, *up.PopReceipt, nil)
+			return err
+		}},
+		checkStep{"queue " + s.Queue + "-poison: send", "Storage Queue Data Message Sender", func(ctx context.Context) error {
+			pq := a.storage.Poison.Client()
+			resp, err := pq.EnqueueMessage(ctx, probe, &azqueue.EnqueueMessageOptions{VisibilityTimeout: to.Ptr(int32(300)), TimeToLive: to.Ptr(int32(600))})
+			if err != nil {
+				return err
+			}
+			if len(resp.Messages) > 0 {
+				// Tidy up where the role allows; a sender-only role expires it.
+				pq.DeleteMessage(ctx, *resp.Messages[0].MessageID, *resp.Messages[0].PopReceipt, nil)
+			}
+			return nil
+		}},
+		checkStep{"container " + s.Container + ": write", "Storage Blob Data Contributor", func(ctx context.Context) error {
+			b := a.storage.Results.Client().NewBlockBlobClient("_check/" + probe + ".json")
+			if _, err := b.Upload(ctx, streaming.NopCloser(bytes.NewReader([]byte(`{"check":true}`))), nil); err != nil {
+				return err
+			}
+			_, err := b.Delete(ctx, nil)
+			return err
+		}},
+		checkStep{"Azure Maps: geocode one address", "Azure Maps Data Reader", func(ctx context.Context) error {
+			client, err := a.mapsClient()
+			if err != nil {
+				return err
+			}
+			_, err = client.Geocode(ctx, maps.GeocodeQuery{Query: "15127 NE 24th Street, Redmond, WA", Top: 1})
+			return err
+		}},
+	)
+	return steps
+}
+
+// runChecks runs each step and prints ✓ or ✗ with the fix.
+func runChecks(ctx context.Context, w io.Writer, a *app, steps []checkStep) bool {
+	all := true
+	for _, st := range steps {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := st.run(cctx)
+		cancel()
+		if err == nil {
+			fmt.Fprintf(w, "✓ %s\n", st.name)
+			continue
+		}
+		all = false
+		fmt.Fprintf(w, "✗ %s: %s\n", st.name, checkFix(st, err, a))
+	}
+	return all
+}
+
+// checkFix explains a failed check: what went wrong and what to do.
+func checkFix(st checkStep, err error, a *app) string {
+	principal := "the app's system-assigned managed identity"
+	if a.id.clientID != "" {
+		principal = "the identity with client id " + a.id.clientID
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusForbidden:
+			return fmt.Sprintf("403 %s: assign the role %q to %s on the resource", re.ErrorCode, st.role, principal)
+		case re.StatusCode == http.StatusUnauthorized:
+			return fmt.Sprintf("401 %s: the credential was refused; check AZURE_MAPS_CLIENT_ID (the Maps account's Client ID) and that %s exists", re.ErrorCode, principal)
+		case re.StatusCode == http.StatusNotFound:
+			return fmt.Sprintf("404 %s: it does not exist; create it, or let `mapsworker run` create it with a role that allows", re.ErrorCode)
+		}
+		return fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+	}
+	var te *maps.TokenError
+	if errors.As(err, &te) || st.role == "" {
+		return "no token: " + shortErr(err) + " (on App Service: is the identity enabled? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate)"
+	}
+	return shortErr(err)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mapsworker/jobs"
+	"mapsworker/worker"
+)
+
+func cmdEnqueue(args []string) error {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	file := fs.String("file", "", "read requests from a JSON-lines `file` (- for stdin)")
+	encoding := fs.String("encoding", "base64", "message encoding: base64 (as Functions producers write) or raw")
+	id := fs.String("id", "", "request id (default: the queue message id)")
+	mode := fs.String("mode", "", "route travel mode: driving, truck or walking")
+	top := fs.Int("top", 0, "geocode: number of matches (1-20)")
+	parallel := fs.Int("parallel", 16, "messages sent at once")
+	fs.Usage = usageFor(fs, "enqueue [flags] <kind> <args…> | enqueue --file requests.jsonl",
+		"Validate requests exactly as the worker does and send them to the request queue.\nPrints one line per message: the request id (the queue message id when the request has none).",
+		`mapsworker enqueue geocode "15127 NE 24th Street, Redmond, WA"`,
+		`mapsworker enqueue reverse-geocode 47.6303,-122.1387`,
+		`mapsworker enqueue route 47.6303,-122.1387 47.6101,-122.2015 --mode truck`,
+		`mapsworker enqueue --file requests.jsonl`,
+		`cat requests.jsonl | mapsworker enqueue --file -`)
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if *encoding != "base64" && *encoding != "raw" {
+		return &exitError{2, "--encoding must be base64 or raw"}
+	}
+	var lines []line
+	switch {
+	case *file != "" && fs.NArg() > 0:
+		return &exitError{2, "give either --file or a request on the command line"}
+	case *file != "":
+		var r io.Reader = os.Stdin
+		if *file != "-" {
+			f, err := os.Open(*file)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		var err error
+		if lines, err = readLines(r); err != nil {
+			return err
+		}
+	case fs.NArg() > 0:
+		body, err := requestFromArgs(fs.Args(), *id, *mode, *top)
+		if err != nil {
+			return &exitError{2, err.Error()}
+		}
+		lines = []line{{1, body}}
+	default:
+		fs.Usage()
+		return &exitError{2, ""}
+	}
+
+	// Validate everything before sending anything.
+	h := jobs.NewHandler(nil, nil)
+	bad := 0
+	for _, l := range lines {
+		if _, err := h.Decode(l.body, "00000000-0000-0000-0000-000000000000"); err != nil {
+			fmt.Fprintf(os.Stderr, "line %d: %s (%s)\n", l.n, err, worker.CodeOf(err))
+			bad++
+		}
+	}
+	if bad > 0 {
+		return &exitError{1, fmt.Sprintf("%d of %d requests are invalid; nothing was sent", bad, len(lines))}
+	}
+
+	a, err := newApp(false)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	ids := make([]string, len(lines))
+	var firstErr error
+	var mu sync.Mutex
+	var sent atomic.Int64
+	progress := newProgress(len(lines))
+	sem := make(chan struct{}, max(1, *parallel))
+	var wg sync.WaitGroup
+	for i, l := range lines {
+		text := string(l.body)
+		if *encoding == "base64" {
+			text = base64.StdEncoding.EncodeToString(l.body)
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			msgID, err := a.storage.Requests.Enqueue(ctx, text)
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("line %d: %w", l.n, err)
+				}
+				mu.Unlock()
+				return
+			}
+			ids[i] = requestID(l.body, msgID)
+			progress.set(sent.Add(1))
+		})
+	}
+	wg.Wait()
+	progress.done()
+	for _, id := range ids {
+		if id != "" {
+			fmt.Println(id)
+		}
+	}
+	if firstErr != nil {
+		return fmt.Errorf("%d of %d sent: %w", sent.Load(), len(lines), firstErr)
+	}
+	return nil
+}
+
+type line struct {
+	n    int
+	body []byte
+}
+
+func readLines(r io.Reader) ([]line, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var out []line
+	for n := 1; sc.Scan(); n++ {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 || b[0] == '#' {
+			continue
+		}
+		out = append(out, line{n, bytes.Clone(b)})
+	}
+	return out, sc.Err()
+}
+
+// requestFromArgs builds one request from the command line.
+func requestFromArgs(args []string, id, mode string, top int) ([]byte, error) {
+	req := map[string]any{"kind": args[0]}
+	if id != "" {
+		req["id"] = id
+	}
+	switch args[0] {
+	case "geocode":
+		if len(args) != 2 {
+			return nil, errors.New(`geocode takes one address: enqueue geocode "1 Main St, Springfield"`)
+		}
+		req["query"] = args[1]
+		if top != 0 {
+			req["top"] = top
+		}
+	case "reverse-geocode":
+		if len(args) != 2 {
+			return nil, errors.New("reverse-geocode takes one position: enqueue reverse-geocode 47.63,-122.14")
+		}
+		p, err := parseLatLon(args[1])
+		if err != nil {
+			return nil, err
+		}
+		req["position"] = p
+	case "route":
+		if len(args) < 3 {
+			return nil, errors.New("route takes two or more positions: enqueue route 47.63,-122.14 47.61,-122.20")
+		}
+		var wps []map[string]float64
+		for _, a := range args[1:] {
+			p, err := parseLatLon(a)
+			if err != nil {
+				return nil, err
+			}
+			wps = append(wps, p)
+		}
+		req["waypoints"] = wps
+		if mode != "" {
+			req["travelMode"] = mode
+		}
+	default:
+		return nil, fmt.Errorf("unknown kind %q: geocode, reverse-geocode or route", args[0])
+	}
+	return json.Marshal(req)
+}
+
+func parseLatLon(s string) (map[string]float64, error) {
+	a, b, ok := strings.Cut(s, ",")
+	lat, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
+	lon, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q is not lat,lon", s)
+	}
+	return map[string]float64{"lat": lat, "lon": lon}, nil
+}
+
+// requestID is the id a request's result is named by.
+func requestID(body []byte, msgID string) string {
+	var r struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(body, &r) == nil && r.ID != "" {
+		return r.ID
+	}
+	return msgID
+}
+
+// parseInterspersed parses flags that may come after positional arguments
+// (`enqueue route A B --mode truck`).
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// progress draws a bar on a terminal for large inputs, and nothing otherwise.
+type progress struct {
+	total int
+	on    bool
+	last  time.Time
+	mu    sync.Mutex
+}
+
+func newProgress(total int) *progress {
+	fi, err := os.Stderr.Stat()
+	return &progress{total: total, on: total >= 100 && err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) set(n int64) {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond && int(n) != p.total {
+		return
+	}
+	p.last = time.Now()
+	const width = 40
+	filled := int(n) * width / p.total
+	fmt.Fprintf(os.Stderr, "\r[%s%s] %d/%d", strings.Repeat("#", filled), strings.Repeat(".", width-filled), n, p.total)
+}
+
+func (p *progress) done() {
+	if p.on {
+		fmt.Fprintln(os.Stderr)
+	}
+}

@@ -1,0 +1,157 @@
+// Command mapsworker is an Azure WebJob (continuous) that geocodes and routes
+// requests from an Azure Storage queue with Azure Maps and writes each result
+// to blob storage. `mapsworker run` is the job; the other commands are the
+// operator's tools, with the same settings and identity.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
+type command struct {
+	name, summary string
+	run           func(args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "work the request queue until stopped (the WebJob's job)", cmdRun},
+		{"enqueue", "validate and send requests to the queue", cmdEnqueue},
+		{"result", "show the result of a request", cmdResult},
+		{"poison", "list, replay or purge poisoned messages", cmdPoison},
+		{"stats", "queue depths, oldest message, recent results", cmdStats},
+		{"check", "try every dependency with the configured identity", cmdCheck},
+		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate},
+		{"version", "print the version", func([]string) error { fmt.Println("mapsworker", version); return nil }},
+	}
+}
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stderr))
+}
+
+func runMain(args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		}
+		var se *settingError
+		if errors.As(err, &se) {
+			fmt.Fprintf(stderr, "mapsworker %s: configuration: %s\n", c.name, redact(se.Error(), nil))
+			return 3
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintf(stderr, "mapsworker %s: %s\n", c.name, redact(ee.msg, nil))
+			}
+			return ee.code
+		}
+		fmt.Fprintf(stderr, "mapsworker %s: %s\n", c.name, redact(err.Error(), nil))
+		return 1
+	}
+	fmt.Fprintf(stderr, "mapsworker: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// exitError ends a command with a given status.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "mapsworker %s: geocode and route queued requests with Azure Maps.\n\nUsage: mapsworker <command> [flags]\n\nCommands:\n", version)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nSettings come from the environment (see README). `mapsworker <command> --help` shows a command's flags.\n")
+}
+
+// usageFor returns a flag set's usage function with a summary and examples.
+func usageFor(fs *flag.FlagSet, synopsis, summary string, examples ...string) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: mapsworker %s [flags]\n\n%s\n", synopsis, summary)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprint(w, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+		if len(examples) > 0 {
+			fmt.Fprint(w, "\nExamples:\n")
+			for _, e := range examples {
+				fmt.Fprintf(w, "  %s\n", e)
+			}
+		}
+	}
+}
+
+var (
+	accountKeyRE = regexp.MustCompile(`(?i)(AccountKey|SharedAccessSignature|sig)=([^;&\s"]+)`)
+	bearerRE     = regexp.MustCompile(`(?i)(Bearer\s+)[A-Za-z0-9\-_.~+/=]+`)
+)
+
+// redact removes what could be a secret from text bound for a terminal or a
+// log: account keys and SAS signatures in connection strings and URLs,
+// bearer tokens, and the values of the secret settings.
+func redact(text string, s *settings) string {
+	text = accountKeyRE.ReplaceAllString(text, "$1=REDACTED")
+	text = bearerRE.ReplaceAllString(text, "${1}REDACTED")
+	for _, name := range []string{"AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AzureWebJobsStorage"} {
+		if v := os.Getenv(name); len(v) >= 8 {
+			text = strings.ReplaceAll(text, v, "REDACTED")
+		}
+	}
+	if s != nil && len(s.ClientSecret) >= 8 {
+		text = strings.ReplaceAll(text, s.ClientSecret, "REDACTED")
+	}
+	return text
+}
+
+// shortErr is an error's first line with URL query strings removed: SDK
+// errors carry whole responses and request URLs.
+func shortErr(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	msg = regexp.MustCompile(`https?://[^\s"]+`).ReplaceAllStringFunc(msg, func(u string) string {
+		if p, err := url.Parse(u); err == nil {
+			p.RawQuery = ""
+			return p.String()
+		}
+		return "<url>"
+	})
+	return redact(msg, nil)
+}

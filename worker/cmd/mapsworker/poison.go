@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"mapsworker/jobs"
+	"mapsworker/worker"
+)
+
+func cmdPoison(args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(os.Stderr, "Usage: mapsworker poison list|replay|purge [flags]\n\n"+
+			"  list     show poisoned messages: id, kind, error, dequeue count, when\n"+
+			"  replay   put the original text back on the request queue (--all, --id ID, --class CLASS)\n"+
+			"  purge    delete every poisoned message (asks first; --yes to skip)\n")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return &exitError{2, ""}
+	}
+	switch args[0] {
+	case "list":
+		return poisonList(args[1:])
+	case "replay":
+		return poisonReplay(args[1:])
+	case "purge":
+		return poisonPurge(args[1:])
+	}
+	return &exitError{2, fmt.Sprintf("unknown poison command %q: list, replay or purge", args[0])}
+}
+
+// poisoned is one message of the poison queue, decoded as far as it goes.
+type poisoned struct {
+	env      worker.Envelope
+	id, kind string
+	msgID    string
+	pop      string
+}
+
+func decodePoisoned(text, msgID string) poisoned {
+	p := poisoned{msgID: msgID}
+	if err := json.Unmarshal([]byte(text), &p.env); err != nil || p.env.Message == "" && p.env.Error.Class == "" {
+		// Not our envelope (e.g. moved there by another tool): replay it as is.
+		p.env = worker.Envelope{Message: text, MessageID: msgID, Error: worker.ErrorInfo{Class: "unknown", Message: "not a mapsworker poison envelope"}}
+	}
+	p.id, p.kind = requestIdentity(p.env.Message, p.env.MessageID)
+	return p
+}
+
+// requestIdentity reads the id and kind of a request text (raw or base64).
+func requestIdentity(text, msgID string) (id, kind string) {
+	body, err := worker.DecodeBody(text)
+	if err != nil {
+		return msgID, "?"
+	}
+	var r struct{ ID, Kind string }
+	_ = json.Unmarshal(body, &r)
+	if r.ID == "" || !jobs.ValidID(r.ID) {
+		r.ID = msgID
+	}
+	if r.Kind == "" {
+		r.Kind = "?"
+	}
+	return r.ID, r.Kind
+}
+
+func poisonList(args []string) error {
+	fs := flag.NewFlagSet("poison list", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the envelopes as JSON lines")
+	fs.Usage = usageFor(fs, "poison list [--json]", "Show the poisoned messages (up to 32, the most a peek returns) and how many there are.",
+		"mapsworker poison list")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newApp(false)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	q := a.storage.Poison.Client()
+	props, err := q.GetProperties(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+	}
+	resp, err := q.PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+	if err != nil {
+		return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+	}
+	if *asJSON {
+		for _, m := range resp.Messages {
+			fmt.Println(deref(m.MessageText))
+		}
+		return nil
+	}
+	total := int64(0)
+	if props.ApproximateMessagesCount != nil {
+		total = *props.ApproximateMessagesCount
+	}
+	printPoisonTable(os.Stdout, resp.Messages, total)
+	return nil
+}
+
+func printPoisonTable(out io.Writer, msgs []*azqueue.PeekedMessage, total int64) {
+	if len(msgs) == 0 {
+		fmt.Fprintln(out, "The poison queue is empty.")
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tKIND\tCLASS\tERROR\tDEQUEUES\tPOISONED AT")
+	for _, m := range msgs {
+		p := decodePoisoned(deref(m.MessageText), deref(m.MessageID))
+		when := ""
+		if !p.env.PoisonedAt.IsZero() {
+			when = p.env.PoisonedAt.Local().Format(time.DateTime)
+		}
+		msg := p.env.Error.Message
+		if p.env.Error.Code != "" {
+			msg = p.env.Error.Code + ": " + msg
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.id, p.kind, p.env.Error.Class, clip(msg, 70), p.env.DequeueCount, when)
+	}
+	w.Flush()
+	if total > int64(len(msgs)) {
+		fmt.Fprintf(out, "(showing %d of about %d)\n", len(msgs), total)
+	}
+}
+
+func poisonReplay(args []string) error {
+	fs := flag.NewFlagSet("poison replay", flag.ContinueOnError)
+	all := fs.Bool("all", false, "replay every poisoned message")
+	id := fs.String("id", "", "replay the messages of this request id")
+	class := fs.String("class", "", "replay the messages poisoned with this error class (transient, maps-rejected, invalid-request)")
+	fs.Usage = usageFor(fs, "poison replay --all | --id ID | --class CLASS",
+		"Put the original text of poisoned messages back on the request queue. Each poison message is\nremoved only after its text was re-enqueued. A failed result is replaced by the new outcome.",
+		"mapsworker poison replay --class transient", "mapsworker poison replay --id order-42", "mapsworker poison replay --all")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*all && *id == "" && *class == "" {
+		fs.Usage()
+		return &exitError{2, "say which messages: --all, --id or --class"}
+	}
+	a, err := newApp(false)
+	if err != nil {
+		return err
+	}
+	match := func(p poisoned) bool {
+		return *all || (*id != "" && p.id == *id) || (*class != "" && p.env.Error.Class == *class)
+	}
+	n, err := replay(context.Background(), a.storage, match)
+	fmt.Printf("replayed %d message(s)\n", n)
+	return err
+}
+
+// replay moves matching poison messages back to the request queue: enqueue
+// the original text first, then delete the poison message, so that a failure
+// in between duplicates rather than loses. Messages that do not match are
+// made visible again.
+func replay(ctx context.Context, st *worker.Storage, match func(poisoned) bool) (int, error) {
+	q := st.Poison.Client()
+	var skipped []poisoned
+	defer func() {
+		for _, p := range skipped {
+			q.UpdateMessage(context.WithoutCancel(ctx), p.msgID, p.pop, mustEnvelope(p), &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
+		}
+	}()
+	n := 0
+	for {
+		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{
+			NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(120)),
+		})
+		if err != nil {
+			return n, fmt.Errorf("reading the poison queue: %s", shortErr(err))
+		}
+		if len(resp.Messages) == 0 {
+			return n, nil
+		}
+		for _, m := range resp.Messages {
+			p := decodePoisoned(deref(m.MessageText), deref(m.MessageID))
+			p.pop = deref(m.PopReceipt)
+			if !match(p) {
+				skipped = append(skipped, p)
+				continue
+			}
+			if _, err := st.Requests.Enqueue(ctx, p.env.Message); err != nil {
+				skipped = append(skipped, p)
+				return n, fmt.Errorf("re-enqueueing %s: %w", p.id, err)
+			}
+			if _, err := q.DeleteMessage(context.WithoutCancel(ctx), p.msgID, p.pop, nil); err != nil {
+				return n, fmt.Errorf("%s was re-enqueued but its poison message could not be removed: %s", p.id, shortErr(err))
+			}
+			n++
+		}
+	}
+}
+
+// mustEnvelope re-encodes a poison message's text for UpdateMessage, which
+// always sends the text (omitting it would wipe the message).
+func mustEnvelope(p poisoned) string {
+	b, _ := json.Marshal(p.env)
+	return string(b)
+}
+
+func poisonPurge(args []string) error {
+	fs := flag.NewFlagSet("poison purge", flag.ContinueOnError)
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	fs.Usage = usageFor(fs, "poison purge [--yes]", "Delete every message in the poison queue.", "mapsworker poison purge")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newApp(false)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	q := a.storage.Poison.Client()
+	if !*yes {
+		props, err := q.GetProperties(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+		}
+		fmt.Printf("Delete about %d message(s) from %s? Type yes: ", deref64(props.ApproximateMessagesCount), a.storage.Poison.Name())
+		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			return &exitError{1, "not purged"}
+		}
+	}
+	if _, err := q.ClearMessages(ctx, nil); err != nil {
+		return fmt.Errorf("purging: %s", shortErr(err))
+	}
+	fmt.Println("purged")
+	return nil
+}
+
+func clip(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func deref64(n *int64) int64 {
+	if n == nil {
+		return 0
+	}
+	return *n
+}

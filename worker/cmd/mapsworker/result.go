@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+
+	"mapsworker/worker"
+)
+
+func cmdResult(args []string) error {
+	fs := flag.NewFlagSet("result", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the whole result document")
+	fs.Usage = usageFor(fs, "result [--json] <kind> <id>",
+		"Show the result of a request: its summary, or why it failed.\nExit status 0 when it succeeded, 1 when it failed, 4 when there is no result yet.",
+		"mapsworker result geocode order-42",
+		"mapsworker result route trip-9 --json")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return &exitError{2, ""}
+	}
+	a, err := newApp(false)
+	if err != nil {
+		return err
+	}
+	doc, r, err := fetchResult(context.Background(), a.storage, fs.Arg(0), fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	if doc == nil {
+		return &exitError{4, fmt.Sprintf("no result for %s %s yet (still queued, in flight, or never sent)", fs.Arg(0), fs.Arg(1))}
+	}
+	if *asJSON {
+		os.Stdout.Write(doc)
+		fmt.Println()
+	} else {
+		printResult(os.Stdout, r)
+	}
+	if r.Status == worker.StatusFailed {
+		return &exitError{1, ""}
+	}
+	return nil
+}
+
+// fetchResult reads a result document; (nil, nil, nil) when there is none.
+func fetchResult(ctx context.Context, st *worker.Storage, kind, id string) ([]byte, *worker.Result, error) {
+	resp, err := st.Results.Client().NewBlobClient(worker.ResultName(kind, id)).DownloadStream(ctx, nil)
+	if err != nil {
+		if bloberror.HasCode(err, bloberror.BlobNotFound) {
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("reading the result: %s", shortErr(err))
+	}
+	defer resp.Body.Close()
+	doc, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r worker.Result
+	if err := json.Unmarshal(doc, &r); err != nil {
+		return nil, nil, fmt.Errorf("result document is not valid: %w", err)
+	}
+	return doc, &r, nil
+}
+
+func printResult(w io.Writer, r *worker.Result) {
+	fmt.Fprintf(w, "%s %s: %s at %s (delivery %d)\n", r.Kind, r.ID, r.Status,
+		r.CompletedAt.Local().Format(time.DateTime), r.DequeueCount)
+	if r.Error != nil {
+		fmt.Fprintf(w, "  error: %s", r.Error.Class)
+		if r.Error.Code != "" {
+			fmt.Fprintf(w, " (%s)", r.Error.Code)
+		}
+		fmt.Fprintf(w, ": %s\n", r.Error.Message)
+		return
+	}
+	fmt.Fprintf(w, "  %s\n", summaryLine(r))
+}
+
+// summaryLine renders a result's summary on one line.
+func summaryLine(r *worker.Result) string {
+	raw, _ := json.Marshal(r.Summary)
+	var s struct {
+		Lat, Lon          *float64
+		FormattedAddress  string
+		Confidence        string
+		Matches           *int
+		DistanceInMeters  *float64
+		DurationInSeconds *float64
+		DurationTraffic   *float64 `json:"durationTrafficInSeconds"`
+	}
+	_ = json.Unmarshal(raw, &s)
+	switch {
+	case s.DistanceInMeters != nil:
+		line := fmt.Sprintf("%.1f km, %s", *s.DistanceInMeters/1000, dur(s.DurationInSeconds))
+		if s.DurationTraffic != nil {
+			line += fmt.Sprintf(" (%s with traffic)", dur(s.DurationTraffic))
+		}
+		return line
+	case s.Lat != nil && s.Lon != nil:
+		line := fmt.Sprintf("%.6f, %.6f", *s.Lat, *s.Lon)
+		if s.FormattedAddress != "" {
+			line += "  " + s.FormattedAddress
+		}
+		if s.Confidence != "" {
+			line += "  [" + s.Confidence + "]"
+		}
+		return line
+	case s.Matches != nil && *s.Matches == 0:
+		return "no match"
+	}
+	return string(raw)
+}
+
+func dur(sec *float64) string {
+	if sec == nil {
+		return "?"
+	}
+	return (time.Duration(*sec) * time.Second).String()
+}

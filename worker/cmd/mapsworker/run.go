@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"mapsworker/jobs"
+	"mapsworker/jobs/maps"
+	"mapsworker/worker"
+)
+
+// app is what the commands share: settings, logger, identity, storage.
+type app struct {
+	s       *settings
+	log     *slog.Logger
+	id      *identity
+	storage *worker.Storage
+}
+
+// newApp reads the settings and connects to storage; with needMaps it also
+// checks the Azure Maps settings.
+func newApp(needMaps bool) (*app, error) {
+	s, err := loadSettings(os.Getenv, needMaps)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{s: s, log: newLogger(s)}
+	if a.id, err = newIdentity(s); err != nil {
+		return nil, err
+	}
+	opts := &worker.StorageOptions{Queue: s.Queue, Container: s.Container}
+	if s.StorageConnection != "" {
+		a.storage, err = worker.NewStorageFromConnectionString(s.StorageConnection, opts)
+		if err != nil {
+			return nil, &settingError{"AzureWebJobsStorage", "not a valid storage connection string"}
+		}
+		return a, nil
+	}
+	sid, err := storageIdentity(s, a.id)
+	if err != nil {
+		return nil, err
+	}
+	a.storage, err = worker.NewStorage(s.QueueServiceURI, s.BlobServiceURI, sid.cred, opts)
+	if err != nil {
+		return nil, &settingError{"AzureWebJobsStorage__queueServiceUri", safeErr(err, s)}
+	}
+	return a, nil
+}
+
+// mapsClient builds the Azure Maps client with the configured auth.
+func (a *app) mapsClient() (*maps.Client, error) {
+	opts := &maps.ClientOptions{ClientID: a.s.MapsClientID}
+	opts.Telemetry.ApplicationID = "mapsworker/" + version
+	if a.s.MapsKeySecretURI != "" {
+		keys, err := newVaultKeys(a.s.MapsKeySecretURI, a.id.cred)
+		if err != nil {
+			return nil, err
+		}
+		return maps.NewClientWithKey(a.s.MapsEndpoint, keys, opts)
+	}
+	return maps.NewClient(a.s.MapsEndpoint, a.id.cred, opts)
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.Usage = usageFor(fs, "run", "Work the request queue until stopped (the WebJob's job).",
+		"mapsworker run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := newApp(true)
+	if err != nil {
+		return err
+	}
+	client, err := a.mapsClient()
+	if err != nil {
+		return err
+	}
+	s := a.s
+	auth := "entra-id"
+	if s.MapsKeySecretURI != "" {
+		auth = "shared-key (Key Vault)"
+	}
+	a.log.Info("mapsworker starting",
+		"version", version, "queue", s.Queue, "poisonQueue", s.Queue+"-poison", "container", s.Container,
+		"mapsEndpoint", s.MapsEndpoint, "mapsAuth", auth, "credential", a.id.kind, "clientId", a.id.clientID,
+		"concurrency", s.Concurrency, "maxDequeueCount", s.MaxDequeueCount, "lease", s.Lease,
+		"maxPollInterval", s.MaxPollInterval, "drainTimeout", s.DrainTimeout)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if s.ShutdownFile != "" {
+		var cancel context.CancelFunc
+		ctx, cancel = watchShutdownFile(ctx, s.ShutdownFile)
+		defer cancel()
+	}
+
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = a.storage.Ensure(startCtx, a.log)
+	cancel()
+	if err != nil {
+		// Not fatal: the queues may exist and only creating them failed. The
+		// engine's breaker pauses while storage is unreachable.
+		a.log.Warn("could not check the queues and container; carrying on", "err", err)
+	}
+
+	handler := jobs.NewHandler(client, nil)
+	eng := worker.New(a.storage.Requests, a.storage.Poison, a.storage.Results, handler, &worker.Options{
+		Concurrency:     s.Concurrency,
+		MaxDequeueCount: s.MaxDequeueCount,
+		Lease:           s.Lease,
+		MaxPollInterval: s.MaxPollInterval,
+		Logger:          a.log,
+	})
+	runErr := make(chan error, 1)
+	// The engine runs on its own context: a stop is a Shutdown with a drain
+	// budget, not a cancellation that would cut deletes short.
+	go func() { runErr <- eng.Run(context.Background()) }()
+
+	select {
+	case err := <-runErr:
+		return err
+	case <-ctx.Done():
+	}
+	began := time.Now()
+	a.log.Info("stop requested; draining", "budget", s.DrainTimeout, "inFlight", eng.Stats().InFlight.Load())
+	dctx, cancel := context.WithTimeout(context.Background(), s.DrainTimeout)
+	defer cancel()
+	err = eng.Shutdown(dctx)
+	<-runErr
+	st := eng.Stats()
+	if errors.Is(err, context.DeadlineExceeded) {
+		a.log.Warn("drain budget spent; unfinished messages were released",
+			"released", st.Stopped.Load(), "took", time.Since(began).Round(time.Millisecond))
+	} else {
+		a.log.Info("stopped", "took", time.Since(began).Round(time.Millisecond),
+			"succeeded", st.Succeeded.Load()+st.Duplicates.Load(), "poisoned", st.Poisoned.Load(),
+			"released", st.Released.Load()+st.Paused.Load()+st.Stopped.Load())
+	}
+	return nil
+}
+
+// watchShutdownFile returns a context cancelled when the WebJobs runner
+// creates its shutdown file (checked every 250ms; the runner waits
+// stopping_wait_time seconds and then kills the process tree).
+func watchShutdownFile(parent context.Context, path string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if _, err := os.Stat(path); err == nil {
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return ctx, cancel
+}

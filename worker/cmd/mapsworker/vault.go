@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+)
+
+// vaultKeys holds the Azure Maps shared key read from a Key Vault secret. It
+// caches the key and reads the secret again when Maps refuses it, so that a
+// rotation (regenerate the unused key, store it in the secret, retire the
+// old one) needs no restart.
+type vaultKeys struct {
+	c             *azsecrets.Client
+	name, version string
+
+	mu  sync.Mutex
+	key string
+}
+
+// newVaultKeys parses a secret URI such as
+// https://myvault.vault.azure.net/secrets/maps-key[/version].
+func newVaultKeys(secretURI string, cred azcore.TokenCredential) (*vaultKeys, error) {
+	return newVaultKeysWithOptions(secretURI, cred, nil)
+}
+
+func newVaultKeysWithOptions(secretURI string, cred azcore.TokenCredential, opts *azsecrets.ClientOptions) (*vaultKeys, error) {
+	u, err := url.Parse(secretURI)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, &settingError{"AZURE_MAPS_KEY_SECRET_URI", "must be https://<vault>.vault.azure.net/secrets/<name>"}
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
+		return nil, &settingError{"AZURE_MAPS_KEY_SECRET_URI", "must be https://<vault>.vault.azure.net/secrets/<name>"}
+	}
+	c, err := azsecrets.NewClient("https://"+u.Host, cred, opts)
+	if err != nil {
+		return nil, fmt.Errorf("key vault client: %w", err)
+	}
+	k := &vaultKeys{c: c, name: parts[1]}
+	if len(parts) == 3 {
+		k.version = parts[2]
+	}
+	return k, nil
+}
+
+// Key returns the cached key, reading the secret the first time.
+func (k *vaultKeys) Key(ctx context.Context) (string, error) {
+	k.mu.Lock()
+	key := k.key
+	k.mu.Unlock()
+	if key != "" {
+		return key, nil
+	}
+	return k.Refresh(ctx)
+}
+
+// Refresh reads the secret again.
+func (k *vaultKeys) Refresh(ctx context.Context) (string, error) {
+	resp, err := k.c.GetSecret(ctx, k.name, k.version, nil)
+	if err != nil {
+		// azcore's error text holds the response; keep only what helps.
+		return "", fmt.Errorf("reading the Maps key from Key Vault secret %q: %s", k.name, shortErr(err))
+	}
+	if resp.Value == nil || *resp.Value == "" {
+		return "", fmt.Errorf("key vault secret %q is empty", k.name)
+	}
+	k.mu.Lock()
+	k.key = *resp.Value
+	k.mu.Unlock()
+	return *resp.Value, nil
+}
