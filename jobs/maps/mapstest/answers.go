@@ -290,7 +290,9 @@ func writeGeocodeFeatures(j *jbuf, in *geocodeIn) {
 		switch {
 		case k == 0 && h%8 < 6:
 			confidence, matchCode = "High", "Good"
-		case k <= 1:
+		case k == 0:
+			confidence, matchCode = "Medium", "Good"
+		case k == 1:
 			confidence = "Medium"
 		}
 		if k > 0 {

@@ -42,6 +42,8 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // real service as seen from a client: authentication, then outages and
 // throttling, then the request itself.
 func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	if h := s.hook.Load(); h != nil {
 		(*h)(r)
 	}

@@ -15,7 +15,6 @@
 package mapstest
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -108,6 +107,7 @@ type Server struct {
 	limits    [numAPIs]atomic.Pointer[limiter]
 	hook      atomic.Pointer[func(*http.Request)]
 	stats     atomic.Pointer[counters]
+	inflight  atomic.Int64
 
 	reqIDPrefix [24]byte
 	reqSeq      atomic.Uint64
@@ -217,24 +217,26 @@ func hostPort(a net.Addr) string {
 	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
 }
 
-// Close stops both servers, closing their connections after in-flight
-// requests end (at most a few seconds), and removes the temporary
+// Close stops both servers: it stops accepting connections, waits for
+// in-flight Maps requests to be answered (at most a few seconds, in case a
+// handler hook blocks), closes all connections and removes the temporary
 // certificate file. It is safe to call more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		for _, srv := range []*http.Server{s.mapsSrv, s.idSrv} {
-			if srv != nil {
-				if srv.Shutdown(ctx) != nil {
-					srv.Close()
-				}
-			}
-		}
-		// Listeners not yet handed to a server (Start failed half-way).
+		// Not http.Server.Shutdown: it gives HTTP/2 clients a grace period
+		// of a second, which tests creating many servers would pay each time.
 		for _, ln := range []net.Listener{s.mapsLn, s.idLn} {
 			if ln != nil {
 				ln.Close()
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		for _, srv := range []*http.Server{s.mapsSrv, s.idSrv} {
+			if srv != nil {
+				srv.Close()
 			}
 		}
 		s.clientOnce.Do(func() {}) // orders the read of s.client after Client's write

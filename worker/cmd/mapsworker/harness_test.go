@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+
+	"mapsworker/jobs/maps/mapstest"
+	"mapsworker/worker"
+	"mapsworker/worker/azurite"
+)
+
+// testEnv is a local Azure: a real Azurite and the Maps emulator with its
+// managed identity endpoint, and the settings that point mapsworker at them.
+type testEnv struct {
+	t       *testing.T
+	az      *azurite.Server
+	emu     *mapstest.Server
+	storage *worker.Storage
+	env     map[string]string // settings for the worker and the commands
+}
+
+// newTestEnv starts Azurite and the emulator for one test. Each test gets its
+// own managed identity client id: azidentity caches tokens process-wide by
+// identity and resource.
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	az := azurite.New(t, nil)
+	emu := mapstest.NewServer(nil)
+	t.Cleanup(emu.Close)
+	te := &testEnv{t: t, az: az, emu: emu, env: map[string]string{
+		"AzureWebJobsStorage":    az.ConnectionString(),
+		"AZURE_MAPS_ENDPOINT":    emu.URL,
+		"AZURE_MAPS_CLIENT_ID":   emu.ClientID,
+		"IDENTITY_ENDPOINT":      emu.IdentityEndpoint,
+		"IDENTITY_HEADER":        emu.IdentityHeader,
+		"AZURE_CLIENT_ID":        "mi-" + randomHex(8),
+		"SSL_CERT_FILE":          emu.CAFile(),
+		"MAPS_QUEUE":             "maps-requests",
+		"MAPS_RESULTS_CONTAINER": "maps-results",
+		"MAPS_MAX_POLL_INTERVAL": "500ms",
+		"MAPS_LOG_LEVEL":         "info",
+	}}
+	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), &worker.StorageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ensure(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	te.storage = st
+	return te
+}
+
+// setenv applies the settings to this process (for in-process commands).
+func (te *testEnv) setenv() {
+	te.t.Helper()
+	for k, v := range te.env {
+		te.t.Setenv(k, v)
+	}
+}
+
+// environ returns the settings as a child process's environment.
+func (te *testEnv) environ() []string {
+	env := os.Environ()
+	for k, v := range te.env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// send enqueues raw message texts.
+func (te *testEnv) send(texts ...string) {
+	te.t.Helper()
+	for _, s := range texts {
+		if _, err := te.storage.Requests.Enqueue(context.Background(), s); err != nil {
+			te.t.Fatal(err)
+		}
+	}
+}
+
+// result reads a result document, or nil.
+func (te *testEnv) result(kind, id string) *worker.Result {
+	te.t.Helper()
+	_, r, err := fetchResult(context.Background(), te.storage, kind, id)
+	if err != nil {
+		te.t.Fatal(err)
+	}
+	return r
+}
+
+// poisoned drains the poison queue's envelopes (visible ones, up to 32 a call).
+func (te *testEnv) poisoned() []worker.Envelope {
+	te.t.Helper()
+	var out []worker.Envelope
+	q := te.storage.Poison.Client()
+	for {
+		resp, err := q.DequeueMessages(context.Background(), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(600))})
+		if err != nil {
+			te.t.Fatal(err)
+		}
+		if len(resp.Messages) == 0 {
+			return out
+		}
+		for _, m := range resp.Messages {
+			var e worker.Envelope
+			if err := json.Unmarshal([]byte(*m.MessageText), &e); err != nil {
+				te.t.Fatalf("poison message is not an envelope: %v: %s", err, *m.MessageText)
+			}
+			out = append(out, e)
+		}
+	}
+}
+
+// queueDepth is the approximate number of messages in the request queue.
+func (te *testEnv) queueDepth() int64 {
+	te.t.Helper()
+	p, err := te.storage.Requests.Client().GetProperties(context.Background(), nil)
+	if err != nil {
+		te.t.Fatal(err)
+	}
+	return *p.ApproximateMessagesCount
+}
+
+// waitFor polls cond until it holds or the limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// binary builds mapsworker once per test process.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mapsworker-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "mapsworker")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = &buildFailure{string(out)}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+type buildFailure struct{ out string }
+
+func (b *buildFailure) Error() string { return "go build: " + b.out }
+
+// proc is a mapsworker child process with its output captured.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// start runs the built binary with the test settings plus extra ones.
+func (te *testEnv) start(extra map[string]string, args ...string) *proc {
+	te.t.Helper()
+	cmd := exec.Command(binary(te.t), args...)
+	cmd.Env = te.environ()
+	for k, v := range extra {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		te.t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	te.t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit, up to limit.
+func (p *proc) wait(t *testing.T, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("process did not exit within %v; output:\n%s", limit, p.out.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lines counts the non-empty lines of s.
+func lines(s string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func uniqueID(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
