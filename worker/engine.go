@@ -66,9 +66,10 @@ type Options struct {
 	// MinPollInterval and MaxPollInterval bound the randomized exponential
 	// backoff of polls of an empty queue. Defaults 100ms and 1m.
 	MinPollInterval, MaxPollInterval time.Duration
-	// MaxReleaseDelay caps the visibility delay of a message released after a
-	// transient failure. Default 10m.
-	MaxReleaseDelay time.Duration
+	// ReleaseDelay is the visibility delay of a message released after its
+	// first transient failure; it doubles with each attempt up to
+	// MaxReleaseDelay. Defaults 5s and 10m.
+	ReleaseDelay, MaxReleaseDelay time.Duration
 	// RetryBase and RetryAttempts shape the in-process retry of transient
 	// errors (exponential from RetryBase, jittered). Defaults 250ms and 3.
 	RetryBase     time.Duration
@@ -111,6 +112,9 @@ func (o *Options) withDefaults() Options {
 		c.MaxPollInterval = time.Minute
 	}
 	c.MaxPollInterval = max(c.MaxPollInterval, c.MinPollInterval)
+	if c.ReleaseDelay <= 0 {
+		c.ReleaseDelay = 5 * time.Second
+	}
 	if c.MaxReleaseDelay <= 0 {
 		c.MaxReleaseDelay = 10 * time.Minute
 	}
@@ -499,7 +503,7 @@ func (e *Engine) run(task Task) (*Output, error) {
 	b = retry.WithMaxRetries(uint64(e.opts.RetryAttempts-1), b)
 	b = retry.WithMaxDuration(e.opts.Lease/4, b)
 	return retry.DoValue(e.workCtx, b, func(ctx context.Context) (*Output, error) {
-		out, err := runSafely(ctx, task)
+		out, err := runSafely(ctx, task, e.log)
 		if err != nil && ClassOf(err) == ClassTransient && CodeOf(err) != "Panic" && ctx.Err() == nil {
 			return nil, retry.RetryableError(err)
 		}
@@ -510,11 +514,11 @@ func (e *Engine) run(task Task) (*Output, error) {
 // runSafely turns a panic in a handler into a transient error, so that a
 // bug poisons its message after the usual deliveries instead of killing the
 // process (and every message in flight with it).
-func runSafely(ctx context.Context, task Task) (out *Output, err error) {
+func runSafely(ctx context.Context, task Task, log *slog.Logger) (out *Output, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = Transient("Panic", fmt.Errorf("handler panicked: %v", r))
-			slog.Error("handler panicked", "panic", r, "stack", string(debug.Stack()))
+			log.Error("handler panicked", "kind", task.Kind(), "id", task.ID(), "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
 	out, err = task.Run(ctx)
@@ -532,12 +536,12 @@ func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome 
 		o.Result = OutcomeStopped
 		return e.release(l, o, 0, false)
 	}
-	outage := ClassOf(o.Err) == ClassTransient && e.outage.failure()
-	switch decide(o.Err, attempts, e.opts.MaxDequeueCount, outage) {
-	case actPoison:
+	outage := ClassOf(o.Err) == ClassTransient && e.outage.failure(l.msg.ID)
+	switch Decide(o.Err, attempts, e.opts.MaxDequeueCount, outage) {
+	case Poison:
 		o.Result = OutcomePoisoned
 		return e.poisonMessage(l, task, o)
-	case actPause:
+	case Pause:
 		var ce *Error
 		var retryAfter time.Duration
 		if errors.As(o.Err, &ce) {
@@ -548,7 +552,7 @@ func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome 
 		return e.release(l, o, jitter(pause, 0.2)+time.Second, true)
 	default:
 		o.Result = OutcomeReleased
-		return e.release(l, o, releaseDelay(attempts, e.opts.MaxReleaseDelay), false)
+		return e.release(l, o, releaseDelay(attempts, e.opts.ReleaseDelay, e.opts.MaxReleaseDelay), false)
 	}
 }
 

@@ -72,6 +72,9 @@ func (t *fakeTask) Run(ctx context.Context) (*worker.Output, error) {
 		return nil, worker.Rejected("400 BadRequest", errors.New("refused"))
 	case "transient":
 		return nil, worker.Transient("503", errors.New("unavailable"))
+	case "panic":
+		var m map[string]int
+		m["x"]++ // a handler bug
 	}
 	return &worker.Output{Summary: map[string]int{"n": 1}, Response: json.RawMessage(`{"ok":true}`)}, nil
 }
@@ -123,5 +126,164 @@ func TestEngineSmoke(t *testing.T) {
 	}
 	if r, _ := outcomes.Load("bad"); r != worker.OutcomePoisoned {
 		t.Fatalf("bad: %v", r)
+	}
+}
+
+// runEngine runs an engine until stop is called, which drains it.
+func runEngine(t *testing.T, st *worker.Storage, h worker.Handler, opts *worker.Options) (e *worker.Engine, stop func()) {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if opts.MaxPollInterval == 0 {
+		opts.MaxPollInterval = 200 * time.Millisecond
+	}
+	e = worker.New(st.Requests, st.Poison, st.Results, h, opts)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := e.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return e, stop
+}
+
+func poisonEnvelopes(t *testing.T, st *worker.Storage) []worker.Envelope {
+	t.Helper()
+	var out []worker.Envelope
+	for {
+		msgs, err := st.Poison.Receive(context.Background(), 32, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			return out
+		}
+		for _, m := range msgs {
+			var e worker.Envelope
+			if err := json.Unmarshal([]byte(m.Text), &e); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTransientRetriedThenPoisoned: a message failing transiently is retried
+// in process, released with a delay, and poisoned only at the maximum
+// dequeue count, with the reason in the envelope; a panicking handler is one
+// such failure and does not stop the engine.
+func TestTransientRetriedThenPoisoned(t *testing.T) {
+	st := newStorage(t)
+	ctx := context.Background()
+	st.Requests.Send(ctx, `{"id":"t1","kind":"k","fail":"transient"}`)
+	st.Requests.Send(ctx, `{"id":"p1","kind":"k","fail":"panic"}`)
+	st.Requests.Send(ctx, `{"id":"ok1","kind":"k"}`)
+	h := &fakeHandler{}
+	var poisoned atomic.Int64
+	e, stop := runEngine(t, st, h, &worker.Options{
+		MaxDequeueCount: 3, ReleaseDelay: 200 * time.Millisecond, RetryBase: 5 * time.Millisecond, RetryAttempts: 3,
+		OnOutcome: func(o worker.Outcome) {
+			if o.Result == worker.OutcomePoisoned {
+				poisoned.Add(1)
+			}
+		},
+	})
+	waitUntil(t, 30*time.Second, "two poisoned", func() bool { return poisoned.Load() == 2 })
+	stop()
+	if got := h.count("t1"); got != 9 {
+		t.Errorf("transient runs = %d, want 3 deliveries × 3 tries", got)
+	}
+	if got := h.count("p1"); got != 3 {
+		t.Errorf("panic runs = %d, want 3 (panics are not retried in process)", got)
+	}
+	if got := h.count("ok1"); got != 1 {
+		t.Errorf("ok runs = %d", got)
+	}
+	if e.Stats().Released.Load() != 4 {
+		t.Errorf("released = %d, want 4", e.Stats().Released.Load())
+	}
+	for _, env := range poisonEnvelopes(t, st) {
+		if env.DequeueCount != 3 || env.Error.Class != "transient" || env.Message == "" {
+			t.Errorf("envelope = %+v", env)
+		}
+	}
+}
+
+// TestCrashLoopPoisonedUnworked: a message already delivered more than the
+// maximum (its consumers kept dying) is poisoned without being worked.
+func TestCrashLoopPoisonedUnworked(t *testing.T) {
+	st := newStorage(t)
+	ctx := context.Background()
+	st.Requests.Send(ctx, `{"id":"loop","kind":"k"}`)
+	for range 2 { // two consumers took it and died
+		msgs, err := st.Requests.Receive(ctx, 1, time.Second)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("receive: %v", err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+	}
+	h := &fakeHandler{}
+	var n atomic.Int64
+	_, stop := runEngine(t, st, h, &worker.Options{MaxDequeueCount: 2, OnOutcome: func(worker.Outcome) { n.Add(1) }})
+	waitUntil(t, 10*time.Second, "outcome", func() bool { return n.Load() == 1 })
+	stop()
+	if h.count("loop") != 0 {
+		t.Errorf("crash-looping message was worked")
+	}
+	env := poisonEnvelopes(t, st)
+	if len(env) != 1 || env[0].Error.Code != "MaxDequeueCountExceeded" || env[0].DequeueCount != 3 {
+		t.Fatalf("envelopes = %+v", env)
+	}
+}
+
+// TestLeaseRenewedForLongWork: two engines compete for messages whose work
+// takes three times the lease; the renewals keep each message with its first
+// consumer, so each is worked once.
+func TestLeaseRenewedForLongWork(t *testing.T) {
+	st := newStorage(t)
+	ctx := context.Background()
+	for i := range 3 {
+		st.Requests.Send(ctx, fmt.Sprintf(`{"id":"slow%d","kind":"k"}`, i))
+	}
+	h := &fakeHandler{delay: 3 * time.Second}
+	var done atomic.Int64
+	opts := func() *worker.Options {
+		return &worker.Options{Lease: time.Second, Concurrency: 2,
+			OnOutcome: func(o worker.Outcome) {
+				if o.Result == worker.OutcomeSucceeded {
+					done.Add(1)
+				}
+			}}
+	}
+	e1, stop1 := runEngine(t, st, h, opts())
+	e2, stop2 := runEngine(t, st, h, opts())
+	waitUntil(t, 30*time.Second, "three done", func() bool { return done.Load() == 3 })
+	stop1()
+	stop2()
+	for i := range 3 {
+		if got := h.count(fmt.Sprintf("slow%d", i)); got != 1 {
+			t.Errorf("slow%d worked %d times", i, got)
+		}
+	}
+	if r := e1.Stats().Renewals.Load() + e2.Stats().Renewals.Load(); r < 3 {
+		t.Errorf("renewals = %d", r)
 	}
 }

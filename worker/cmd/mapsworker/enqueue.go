@@ -217,18 +217,40 @@ func requestID(body []byte, msgID string) string {
 }
 
 // parseInterspersed parses flags that may come after positional arguments
-// (`enqueue route A B --mode truck`).
+// (`enqueue route A B --mode truck`). An argument that starts with a minus
+// and a digit is a coordinate, not a flag (`reverse-geocode -33.86,151.21`);
+// everything after "--" is positional.
 func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case len(a) < 2 || a[0] != '-' || a[1] >= '0' && a[1] <= '9' || a[1] == '.':
+			pos = append(pos, a)
+		default:
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			f := fs.Lookup(name)
+			if f == nil {
+				continue // fs.Parse reports it
+			}
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+			if i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	}
+	if err := fs.Parse(flags); err != nil {
+		return err
 	}
 	return fs.Parse(append([]string{"--"}, pos...))
 }

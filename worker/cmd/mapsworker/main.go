@@ -34,7 +34,7 @@ func init() {
 		{"stats", "queue depths, oldest message, recent results", cmdStats},
 		{"check", "try every dependency with the configured identity", cmdCheck},
 		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate},
-		{"version", "print the version", func([]string) error { fmt.Println("mapsworker", version); return nil }},
+		{"version", "print the version", cmdVersion},
 	}
 }
 
@@ -82,6 +82,16 @@ func runMain(args []string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "mapsworker: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+func cmdVersion(args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.Usage = usageFor(fs, "version", "Print the version of this build.", "mapsworker version")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Println("mapsworker", version)
+	return nil
 }
 
 // exitError ends a command with a given status.

@@ -24,7 +24,12 @@ func cmdPoison(args []string) error {
 		fmt.Fprint(os.Stderr, "Usage: mapsworker poison list|replay|purge [flags]\n\n"+
 			"  list     show poisoned messages: id, kind, error, dequeue count, when\n"+
 			"  replay   put the original text back on the request queue (--all, --id ID, --class CLASS)\n"+
-			"  purge    delete every poisoned message (asks first; --yes to skip)\n")
+			"  purge    delete every poisoned message (asks first; --yes to skip)\n\n"+
+			"`mapsworker poison <command> --help` shows a command's flags.\n\n"+
+			"Examples:\n"+
+			"  mapsworker poison list\n"+
+			"  mapsworker poison replay --class transient\n"+
+			"  mapsworker poison purge --yes\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -47,10 +52,11 @@ type poisoned struct {
 	id, kind string
 	msgID    string
 	pop      string
+	text     string // the poison message's text, as it is on the queue
 }
 
 func decodePoisoned(text, msgID string) poisoned {
-	p := poisoned{msgID: msgID}
+	p := poisoned{msgID: msgID, text: text}
 	if err := json.Unmarshal([]byte(text), &p.env); err != nil || p.env.Message == "" && p.env.Error.Class == "" {
 		// Not our envelope (e.g. moved there by another tool): replay it as is.
 		p.env = worker.Envelope{Message: text, MessageID: msgID, Error: worker.ErrorInfo{Class: "unknown", Message: "not a mapsworker poison envelope"}}
@@ -173,7 +179,8 @@ func replay(ctx context.Context, st *worker.Storage, match func(poisoned) bool) 
 	var skipped []poisoned
 	defer func() {
 		for _, p := range skipped {
-			q.UpdateMessage(context.WithoutCancel(ctx), p.msgID, p.pop, mustEnvelope(p), &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
+			// UpdateMessage always sends the text: resend it unchanged.
+			q.UpdateMessage(context.WithoutCancel(ctx), p.msgID, p.pop, p.text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
 		}
 	}()
 	n := 0
@@ -187,16 +194,20 @@ func replay(ctx context.Context, st *worker.Storage, match func(poisoned) bool) 
 		if len(resp.Messages) == 0 {
 			return n, nil
 		}
-		for _, m := range resp.Messages {
-			p := decodePoisoned(deref(m.MessageText), deref(m.MessageID))
-			p.pop = deref(m.PopReceipt)
+		batch := make([]poisoned, len(resp.Messages))
+		for i, m := range resp.Messages {
+			batch[i] = decodePoisoned(deref(m.MessageText), deref(m.MessageID))
+			batch[i].pop = deref(m.PopReceipt)
+		}
+		for i, p := range batch {
 			if !match(p) {
 				skipped = append(skipped, p)
 				continue
 			}
 			if _, err := st.Requests.Enqueue(ctx, p.env.Message); err != nil {
-				skipped = append(skipped, p)
-				return n, fmt.Errorf("re-enqueueing %s: %w", p.id, err)
+				// This one and the rest of the batch are made visible again.
+				skipped = append(skipped, batch[i:]...)
+				return n, fmt.Errorf("re-enqueueing %s: %s", p.id, shortErr(err))
 			}
 			if _, err := q.DeleteMessage(context.WithoutCancel(ctx), p.msgID, p.pop, nil); err != nil {
 				return n, fmt.Errorf("%s was re-enqueued but its poison message could not be removed: %s", p.id, shortErr(err))
@@ -204,13 +215,6 @@ func replay(ctx context.Context, st *worker.Storage, match func(poisoned) bool) 
 			n++
 		}
 	}
-}
-
-// mustEnvelope re-encodes a poison message's text for UpdateMessage, which
-// always sends the text (omitting it would wipe the message).
-func mustEnvelope(p poisoned) string {
-	b, _ := json.Marshal(p.env)
-	return string(b)
 }
 
 func poisonPurge(args []string) error {

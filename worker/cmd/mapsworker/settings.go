@@ -84,7 +84,7 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 		return nil, err
 	}
 	s.MaxDequeueCount = int64(mdc)
-	if s.Lease, err = durationSetting(getenv, "MAPS_LEASE", 2*time.Minute, 10*time.Second, 7*24*time.Hour); err != nil {
+	if s.Lease, err = durationSetting(getenv, "MAPS_LEASE", 2*time.Minute, time.Second, 7*24*time.Hour); err != nil {
 		return nil, err
 	}
 	if s.MaxPollInterval, err = durationSetting(getenv, "MAPS_MAX_POLL_INTERVAL", time.Minute, 100*time.Millisecond, time.Hour); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -29,6 +30,15 @@ func newVaultKeys(secretURI string, cred azcore.TokenCredential) (*vaultKeys, er
 	return newVaultKeysWithOptions(secretURI, cred, nil)
 }
 
+// isLoopbackHost reports whether host (without port) is this machine.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func newVaultKeysWithOptions(secretURI string, cred azcore.TokenCredential, opts *azsecrets.ClientOptions) (*vaultKeys, error) {
 	u, err := url.Parse(secretURI)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -37,6 +47,22 @@ func newVaultKeysWithOptions(secretURI string, cred azcore.TokenCredential, opts
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
 		return nil, &settingError{"AZURE_MAPS_KEY_SECRET_URI", "must be https://<vault>.vault.azure.net/secrets/<name>"}
+	}
+	if isLoopbackHost(u.Hostname()) {
+		// azsecrets checks that the resource named in Key Vault's 401
+		// challenge is a parent domain of the vault's host (vault.azure.net
+		// for myvault.vault.azure.net), so that a vault URI can never make
+		// the worker hand out a token for some other resource. A loopback
+		// vault (a local test vault or emulator) has no such domain, so the
+		// check is turned off for loopback hosts only: the host is this
+		// machine, and the secret URI is the operator's own https:// setting.
+		// Every real vault keeps the check.
+		o := azsecrets.ClientOptions{}
+		if opts != nil {
+			o = *opts
+		}
+		o.DisableChallengeResourceVerification = true
+		opts = &o
 	}
 	c, err := azsecrets.NewClient("https://"+u.Host, cred, opts)
 	if err != nil {

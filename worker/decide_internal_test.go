@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+type panicTask struct{}
+
+func (panicTask) ID() string               { return "p" }
+func (panicTask) Kind() string             { return "k" }
+func (panicTask) Request() json.RawMessage { return nil }
+func (panicTask) Run(context.Context) (*Output, error) {
+	var m map[string]int
+	m["x"] = 1 // a bug: assignment to a nil map
+	return nil, nil
+}
+
+// TestDecideEngineErrors covers the errors the engine itself meets: storage
+// failures, a panicking handler, and a crash-looping message.
+func TestDecideEngineErrors(t *testing.T) {
+	storage403 := redactErr(&azcore.ResponseError{StatusCode: http.StatusForbidden, ErrorCode: "AuthorizationPermissionMismatch"})
+	_, panicErr := runSafely(context.Background(), panicTask{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cases := []struct {
+		name     string
+		err      error
+		attempts int64
+		want     Action
+	}{
+		{"storage unreachable", storageError(fmt.Errorf("dial tcp: connection refused")), 5, Pause},
+		{"storage 403", storageError(storage403), 5, Pause},
+		{"panic first try", panicErr, 1, Release},
+		{"panic last try", panicErr, 5, Poison},
+		{"crash loop", Transient("MaxDequeueCountExceeded", errors.New("x")), 6, Poison},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Decide(c.err, c.attempts, 5, false); got != c.want {
+				t.Errorf("Decide = %v, want %v", got, c.want)
+			}
+		})
+	}
+	if CodeOf(panicErr) != "Panic" {
+		t.Errorf("panic code = %q", CodeOf(panicErr))
+	}
+}
+
+func TestReleaseMark(t *testing.T) {
+	orig := `{"id":"a","kind":"geocode","query":"x"}`
+	m := &Message{DequeueCount: 7}
+	if got, n := splitMark(withMark(orig, 3)); got != orig || n != 3 {
+		t.Fatalf("splitMark = %q %d", got, n)
+	}
+	m.Text = withMark(orig, 4)
+	if m.Original() != orig || m.attempts() != 3 {
+		t.Fatalf("Original %q attempts %d", m.Original(), m.attempts())
+	}
+	for _, text := range []string{orig, "!mapsworker:env=x\n{}", "!mapsworker:env=3", "eyJpZCI6ImEifQ=="} {
+		if got, n := splitMark(text); got != text || n != 0 {
+			t.Errorf("splitMark(%q) = %q %d; producer text must pass untouched", text, got, n)
+		}
+	}
+}
+
+func TestReleaseDelayGrows(t *testing.T) {
+	prev := time.Duration(0)
+	for a := int64(1); a <= 4; a++ {
+		lo := time.Duration(float64(5*time.Second<<(a-1)) * 0.8)
+		d := releaseDelay(a, 5*time.Second, 10*time.Minute)
+		if d < lo || d <= prev/2 {
+			t.Errorf("attempt %d: delay %v below %v", a, d, lo)
+		}
+		prev = d
+	}
+	if d := releaseDelay(30, 5*time.Second, time.Minute); d > 72*time.Second {
+		t.Errorf("delay not capped: %v", d)
+	}
+}
