@@ -774,3 +774,54 @@ func TestTransportHostFixed(t *testing.T) {
 		t.Errorf("poisoned %d, want the 2 bad ids: %+v", len(env), env)
 	}
 }
+
+// TestCredentialChoiceSettings: which credential each combination of
+// settings gives, without a network (the choice is explicit: no chain).
+func TestCredentialChoiceSettings(t *testing.T) {
+	certPath, _ := clientCertificate(t)
+	cases := []struct {
+		name     string
+		env      map[string]string
+		kind, id string
+		bad      string // the setting named by a configuration error
+	}{
+		{"nothing", nil, "managed-identity (system-assigned)", "", ""},
+		{"client id", map[string]string{"AZURE_CLIENT_ID": "ua-1"}, "managed-identity (user-assigned)", "ua-1", ""},
+		{"tenant and client id, no secret", map[string]string{"AZURE_CLIENT_ID": "ua-2", "AZURE_TENANT_ID": "t"}, "managed-identity (user-assigned)", "ua-2", ""},
+		{"secret", map[string]string{"AZURE_CLIENT_ID": "sp-1", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "service-principal (client secret)", "sp-1", ""},
+		{"certificate", map[string]string{"AZURE_CLIENT_ID": "sp-2", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_CERTIFICATE_PATH": certPath}, "service-principal (certificate)", "sp-2", ""},
+		{"secret without tenant", map[string]string{"AZURE_CLIENT_ID": "sp-3", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "", "", "AZURE_TENANT_ID"},
+		{"secret and certificate", map[string]string{"AZURE_CLIENT_ID": "sp-4", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret", "AZURE_CLIENT_CERTIFICATE_PATH": certPath}, "", "", "AZURE_CLIENT_SECRET"},
+		{"unreadable certificate", map[string]string{"AZURE_CLIENT_ID": "sp-5", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_CERTIFICATE_PATH": "/nonexistent.pem"}, "", "", "AZURE_CLIENT_CERTIFICATE_PATH"},
+	}
+	for _, tc := range cases {
+		getenv := func(k string) string {
+			switch k {
+			case "AzureWebJobsStorage":
+				return "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+			case "AZURE_MAPS_CLIENT_ID":
+				return "maps"
+			}
+			return tc.env[k]
+		}
+		s, err := loadSettings(getenv, true)
+		var id *identity
+		if err == nil {
+			id, err = newIdentity(s)
+		}
+		if tc.bad != "" {
+			se, ok := err.(*settingError)
+			if !ok || se.name != tc.bad || strings.Contains(err.Error(), "xyzzy-secret") {
+				t.Errorf("%s: error %v, want a configuration error naming %s", tc.name, err, tc.bad)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if id.kind != tc.kind || id.clientID != tc.id {
+			t.Errorf("%s: %s %q, want %s %q", tc.name, id.kind, id.clientID, tc.kind, tc.id)
+		}
+	}
+}

@@ -11,12 +11,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"mapsworker/jobs/maps"
@@ -162,26 +164,77 @@ func runChecks(ctx context.Context, w io.Writer, a *app, steps []checkStep) bool
 // checkFix explains a failed check: what went wrong and what to do.
 func checkFix(st checkStep, err error, a *app) string {
 	principal := "the app's system-assigned managed identity"
-	if a.id.clientID != "" {
+	switch {
+	case strings.HasPrefix(a.id.kind, "service-principal"):
+		principal = "the service principal with client id " + a.id.clientID
+	case a.id.clientID != "":
 		principal = "the identity with client id " + a.id.clientID
+	}
+	if strings.HasPrefix(st.role, "Storage ") && a.s.StorageClientID != "" && a.s.StorageClientID != a.id.clientID {
+		principal = "the storage identity with client id " + a.s.StorageClientID
+	}
+	var ve *vaultError
+	if errors.As(err, &ve) {
+		if st.role != "Key Vault Secrets User" {
+			return "the Maps key could not be read from Key Vault (see the Key Vault line)"
+		}
+		switch ve.status {
+		case http.StatusForbidden:
+			return fmt.Sprintf("403 %s: assign the role %q to %s on the vault (or the secret)", ve.code, st.role, principal)
+		case http.StatusNotFound:
+			return fmt.Sprintf("404 %s: no such secret; check AZURE_MAPS_KEY_SECRET_URI", ve.code)
+		}
+		return ve.msg
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
+		// Azure Maps' error codes already start with the status ("403 Forbidden").
+		status := fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+		if strings.HasPrefix(re.ErrorCode, fmt.Sprint(re.StatusCode)) {
+			status = re.ErrorCode
+		}
+		scope := "on the resource"
+		switch {
+		case strings.HasPrefix(st.role, "Azure Maps"):
+			scope = "on the Azure Maps account"
+		case strings.HasPrefix(st.role, "Storage Queue"):
+			scope = "on the queue (or the storage account)"
+		case strings.HasPrefix(st.role, "Storage Blob"):
+			scope = "on the container (or the storage account)"
+		}
 		switch {
 		case re.StatusCode == http.StatusForbidden:
-			return fmt.Sprintf("403 %s: assign the role %q to %s on the resource", re.ErrorCode, st.role, principal)
+			return fmt.Sprintf("%s: assign the role %q to %s %s", status, st.role, principal, scope)
+		case re.StatusCode == http.StatusUnauthorized && strings.HasPrefix(st.role, "Azure Maps"):
+			return fmt.Sprintf("%s: the credential was refused; check AZURE_MAPS_CLIENT_ID (the Maps account's Client ID) and that %s exists", status, principal)
 		case re.StatusCode == http.StatusUnauthorized:
-			return fmt.Sprintf("401 %s: the credential was refused; check AZURE_MAPS_CLIENT_ID (the Maps account's Client ID) and that %s exists", re.ErrorCode, principal)
+			return fmt.Sprintf("%s: the credential was refused; check that %s exists", status, principal)
 		case re.StatusCode == http.StatusNotFound:
-			return fmt.Sprintf("404 %s: it does not exist; create it, or let `mapsworker run` create it with a role that allows", re.ErrorCode)
+			return fmt.Sprintf("%s: it does not exist; create it, or let `mapsworker run` create it with a role that allows", status)
 		}
-		return fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+		return status
 	}
 	var te *maps.TokenError
 	if errors.As(err, &te) || st.role == "" {
-		return "no token: " + shortErr(err) + " (on App Service: is the identity enabled? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate)"
+		why := shortErr(err)
+		var afe *azidentity.AuthenticationFailedError
+		if errors.As(err, &afe) && afe.RawResponse != nil {
+			why = fmt.Sprintf("%s: the token endpoint answered %s", strings.TrimRight(strings.TrimSpace(why), "."), afe.RawResponse.Status)
+		}
+		hint := "on App Service: is the identity enabled" + clientIDHint(a.id.clientID) + "? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate"
+		if strings.HasPrefix(a.id.kind, "service-principal") {
+			hint = "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the secret or certificate is the app registration's and not expired"
+		}
+		return "no token: " + why + " (" + hint + ")"
 	}
 	return shortErr(err)
+}
+
+func clientIDHint(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " and assigned to the app (client id " + id + ")"
 }
 
 func randomHex(n int) string {

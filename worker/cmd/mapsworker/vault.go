@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -91,7 +92,13 @@ func (k *vaultKeys) Refresh(ctx context.Context) (string, error) {
 	resp, err := k.c.GetSecret(ctx, k.name, k.version, nil)
 	if err != nil {
 		// azcore's error text holds the response; keep only what helps.
-		return "", fmt.Errorf("reading the Maps key from Key Vault secret %q: %s", k.name, shortErr(err))
+		ve := &vaultError{msg: fmt.Sprintf("reading the Maps key from Key Vault secret %q: %s", k.name, shortErr(err))}
+		var re *azcore.ResponseError
+		if errors.As(err, &re) {
+			ve.status, ve.code = re.StatusCode, re.ErrorCode
+			ve.msg = fmt.Sprintf("reading the Maps key from Key Vault secret %q: %d %s", k.name, re.StatusCode, re.ErrorCode)
+		}
+		return "", ve
 	}
 	if resp.Value == nil || *resp.Value == "" {
 		return "", fmt.Errorf("key vault secret %q is empty", k.name)
@@ -101,3 +108,17 @@ func (k *vaultKeys) Refresh(ctx context.Context) (string, error) {
 	k.mu.Unlock()
 	return *resp.Value, nil
 }
+
+// vaultError is a failed read of the key secret, with Key Vault's status and
+// error code when it answered. It deliberately does not wrap the
+// *azcore.ResponseError: to the worker, a key it cannot read is a missing
+// credential (an environment fault that pauses work), never an answer of
+// Azure Maps; a 404 of the vault must not poison messages as a 404 of Maps
+// would.
+type vaultError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *vaultError) Error() string { return e.msg }
