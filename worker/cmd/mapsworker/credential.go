@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
@@ -57,6 +59,11 @@ func newIdentity(s *settings) (*identity, error) {
 
 func managedIdentity(clientID string) (*identity, error) {
 	opts := &azidentity.ManagedIdentityCredentialOptions{}
+	// azidentity retries a failing token endpoint for about 20 s by default,
+	// with every message in flight waiting on it. A few quick tries are
+	// enough here: the engine's breaker pauses all work while tokens fail
+	// and probes until the endpoint is back.
+	opts.Retry = policy.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
 	kind := "managed-identity (system-assigned)"
 	if clientID != "" {
 		opts.ID = azidentity.ClientID(clientID)

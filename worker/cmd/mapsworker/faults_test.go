@@ -87,9 +87,7 @@ func TestOutagesPoisonNothing(t *testing.T) {
 			func(s *mapstest.Server) { s.SetFault(nil) }, 9 * time.Second},
 		{"token endpoint down",
 			func(s *mapstest.Server) { s.SetTokenOutage(true) },
-			// azidentity retries the token endpoint itself for about 10 s
-			// before the worker sees the failure.
-			func(s *mapstest.Server) { s.SetTokenOutage(false) }, 25 * time.Second},
+			func(s *mapstest.Server) { s.SetTokenOutage(false) }, 12 * time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
