@@ -81,6 +81,10 @@ type Options struct {
 	// SummaryInterval is how often a summary line is logged at info while
 	// there was work. Default 1m; negative disables.
 	SummaryInterval time.Duration
+	// SummaryAttrs, when set, adds attributes to each summary line (the run
+	// command adds Maps calls and 429s since the last line, which the engine
+	// cannot see). It is called only when a summary line is logged.
+	SummaryAttrs func() []any
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger
 	// OnOutcome, when set, is called after each delivery is settled; tests
@@ -690,10 +694,16 @@ func (e *Engine) startSummary() (stop func()) {
 					continue
 				}
 				done := cur[0] - last[0]
-				e.log.Info("summary",
-					"succeeded", done, "poisoned", cur[1]-last[1], "released", cur[2]-last[2],
-					"renewals", cur[3]-last[3], "inFlight", s.InFlight.Load(),
-					"perSecond", float64(int(float64(done)/now.Sub(lastAt).Seconds()*10))/10)
+				processed := done + cur[1] - last[1] + cur[2] - last[2]
+				attrs := []any{"processed", processed,
+					"succeeded", done, "poisoned", cur[1] - last[1], "released", cur[2] - last[2],
+					"inFlight", s.InFlight.Load(),
+					"perSecond", float64(int(float64(processed)/now.Sub(lastAt).Seconds()*10)) / 10}
+				if e.opts.SummaryAttrs != nil {
+					attrs = append(attrs, e.opts.SummaryAttrs()...)
+				}
+				attrs = append(attrs, "renewals", cur[3]-last[3])
+				e.log.Info("summary", attrs...)
 				last, lastAt = cur, now
 			}
 		}

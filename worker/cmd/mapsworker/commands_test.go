@@ -181,8 +181,8 @@ func TestEnqueueFromFlags(t *testing.T) {
 			t.Errorf("%q: want an error and no id: %s", args, r)
 		}
 	}
-	if d := te.queueDepth(); d != 0 {
-		t.Errorf("queue depth %d after rejected requests", d)
+	if texts := te.drainRequests(); len(texts) != 0 {
+		t.Errorf("rejected requests sent: %q", texts)
 	}
 }
 

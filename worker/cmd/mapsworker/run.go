@@ -21,6 +21,7 @@ type app struct {
 	log     *slog.Logger
 	id      *identity
 	storage *worker.Storage
+	maps    *mapsCounter // counts Maps calls for the summary line (run only)
 }
 
 // newApp reads the settings and connects to storage; with needMaps it also
@@ -57,6 +58,9 @@ func newApp(needMaps bool) (*app, error) {
 func (a *app) mapsClient() (*maps.Client, error) {
 	opts := &maps.ClientOptions{ClientID: a.s.MapsClientID}
 	opts.Telemetry.ApplicationID = "mapsworker/" + version
+	if a.maps != nil {
+		opts.PerRetryPolicies = append(opts.PerRetryPolicies, a.maps)
+	}
 	if a.s.MapsKeySecretURI != "" {
 		keys, err := newVaultKeys(a.s.MapsKeySecretURI, a.id.cred)
 		if err != nil {
@@ -78,6 +82,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	a.maps = &mapsCounter{}
 	client, err := a.mapsClient()
 	if err != nil {
 		return err
@@ -117,6 +122,7 @@ func cmdRun(args []string) error {
 		Lease:           s.Lease,
 		MaxPollInterval: s.MaxPollInterval,
 		Logger:          a.log,
+		SummaryAttrs:    a.maps.summaryAttrs,
 	})
 	runErr := make(chan error, 1)
 	// The engine runs on its own context: a stop is a Shutdown with a drain
