@@ -410,8 +410,8 @@ func TestPoisonListReplayPurge(t *testing.T) {
 	}
 	today := time.Now().Format(time.DateOnly)
 	for id, re := range map[string]string{
-		"p-geo":   `^p-geo\s+geocode\s+maps-rejected\s+400 BadRequest: .*x.*\s+1\s+` + today,
-		"p-route": `^p-route\s+route\s+maps-rejected\s+400 BadRequest: .*x.*\s+1\s+` + today,
+		"p-geo":   `^p-geo\s+geocode\s+maps-rejected\s+Azure Maps answered 400 \(400 BadRequest\): x.*\s+1\s+` + today,
+		"p-route": `^p-route\s+route\s+maps-rejected\s+Azure Maps answered 400 \(400 BadRequest\): x.*\s+1\s+` + today,
 		"p-bad":   `^p-bad\s+geocode\s+invalid-request\s+\S+: .*top.*\s+1\s+` + today,
 	} {
 		found := false

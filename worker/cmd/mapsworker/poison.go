@@ -132,7 +132,7 @@ func printPoisonTable(out io.Writer, msgs []*azqueue.PeekedMessage, total int64)
 			when = p.env.PoisonedAt.Local().Format(time.DateTime)
 		}
 		msg := p.env.Error.Message
-		if p.env.Error.Code != "" {
+		if p.env.Error.Code != "" && !strings.Contains(msg, p.env.Error.Code) {
 			msg = p.env.Error.Code + ": " + msg
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.id, p.kind, p.env.Error.Class, clip(msg, 70), p.env.DequeueCount, when)

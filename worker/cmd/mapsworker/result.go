@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -77,7 +78,7 @@ func printResult(w io.Writer, r *worker.Result) {
 		r.CompletedAt.Local().Format(time.DateTime), r.DequeueCount)
 	if r.Error != nil {
 		fmt.Fprintf(w, "  error: %s", r.Error.Class)
-		if r.Error.Code != "" {
+		if r.Error.Code != "" && !strings.Contains(r.Error.Message, r.Error.Code) {
 			fmt.Fprintf(w, " (%s)", r.Error.Code)
 		}
 		fmt.Fprintf(w, ": %s\n", r.Error.Message)
