@@ -32,25 +32,6 @@ func putBuf(j *jbuf) {
 
 func (j *jbuf) raw(s string) *jbuf { j.b = append(j.b, s...); return j }
 
-// key writes ,"k": or "k": after an opening brace; k must need no escaping.
-func (j *jbuf) key(k string) *jbuf {
-	if n := len(j.b); n > 0 && j.b[n-1] != '{' && j.b[n-1] != '[' {
-		j.b = append(j.b, ',')
-	}
-	j.b = append(j.b, '"')
-	j.b = append(j.b, k...)
-	j.b = append(j.b, '"', ':')
-	return j
-}
-
-// sep writes a comma unless the last byte opened an object or array.
-func (j *jbuf) sep() *jbuf {
-	if n := len(j.b); n > 0 && j.b[n-1] != '{' && j.b[n-1] != '[' {
-		j.b = append(j.b, ',')
-	}
-	return j
-}
-
 const hexDigits = "0123456789abcdef"
 
 // str writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
@@ -99,8 +80,8 @@ func (j *jbuf) str(s string) *jbuf {
 
 func (j *jbuf) int(n int64) *jbuf { j.b = strconv.AppendInt(j.b, n, 10); return j }
 
-// num writes f rounded to prec decimals, with at least one decimal when
-// prec > 0 is asked for as fixed (distances read 947.0 as in Azure Maps).
+// num writes f with exactly prec decimals: distances read 947.0, as in
+// Azure Maps answers.
 func (j *jbuf) num(f float64, prec int) *jbuf {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		f = 0

@@ -83,7 +83,6 @@ type Server struct {
 	mapsSrv, idSrv *http.Server
 	mapsLn, idLn   net.Listener
 
-	certPEM []byte
 	pool    *x509.CertPool
 	caFile  string
 	tempDir string
@@ -258,7 +257,8 @@ func (s *Server) CertPool() *x509.CertPool { return s.pool }
 
 // Client returns an HTTP client that trusts the emulator's certificate. It
 // keeps enough idle connections for benchmarks with many requests in flight.
-// Pass Client().Transport as azcore's ClientOptions.Transport.
+// Pass it as azcore's ClientOptions.Transport (an *http.Client is a
+// policy.Transporter).
 func (s *Server) Client() *http.Client {
 	s.clientOnce.Do(func() {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -409,7 +409,6 @@ func (s *Server) loadOrCreateCert(dir string) (tls.Certificate, error) {
 }
 
 func (s *Server) setCert(certPEM []byte, caFile string) {
-	s.certPEM = certPEM
 	s.caFile = caFile
 	s.pool = x509.NewCertPool()
 	s.pool.AppendCertsFromPEM(certPEM)

@@ -87,6 +87,7 @@ type Stats struct {
 // PerSecond returns the number of requests to path (an API name or URL path;
 // "" for all Maps requests) that arrived in each wall-clock second, index 0
 // being the second in which counting started. Seconds without requests are 0.
+// It panics on an unknown path.
 func (st Stats) PerSecond(path string) []int {
 	i := numAPIs
 	if path != "" {
