@@ -48,7 +48,7 @@ test: deps vet
 # bench measures throughput against the storage floor, Maps calls and
 # storage requests per message, latency and memory (see README).
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./worker/bench/
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(BENCHFLAGS) ./worker/bench/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./jobs/

@@ -31,6 +31,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"time"
 
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
@@ -66,13 +67,26 @@ type HandlerOptions struct {
 	// MaxBodyBytes is the largest body Decode accepts; 0 means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int
+
+	// Batch sends the geocode requests in hand at the same time as one
+	// POST /geocode:batch, and the routes as one /route/directions:batch
+	// (the Maps client must implement BatchMaps), falling back to single
+	// calls if a batch endpoint is refused.
+	Batch bool
+	// BatchWindow is how long a geocode request waits for others to join
+	// its batch; default DefaultBatchWindow. BatchMax is the most items in
+	// one batch, up to and by default DefaultBatchMax.
+	BatchWindow time.Duration
+	BatchMax    int
 }
 
 // Handler decodes request messages into tasks that call Azure Maps.
 // It implements [worker.Handler] and is safe for concurrent use.
 type Handler struct {
-	maps    Maps
-	maxBody int
+	maps     Maps
+	maxBody  int
+	geocodes *batcher[maps.GeocodeQuery] // nil unless batching
+	routes   *batcher[maps.RouteRequest]
 }
 
 var _ worker.Handler = (*Handler)(nil)
@@ -82,6 +96,10 @@ func NewHandler(m Maps, opts *HandlerOptions) *Handler {
 	h := &Handler{maps: m, maxBody: DefaultMaxBodyBytes}
 	if opts != nil && opts.MaxBodyBytes > 0 {
 		h.maxBody = opts.MaxBodyBytes
+	}
+	if bm, ok := m.(BatchMaps); ok && opts != nil && opts.Batch {
+		h.geocodes = newBatcher(m.Geocode, bm.GeocodeBatch, opts.BatchWindow, opts.BatchMax)
+		h.routes = newBatcher(m.RouteDirections, bm.RouteDirectionsBatch, opts.BatchWindow, opts.BatchMax)
 	}
 	return h
 }
@@ -121,11 +139,13 @@ func (h *Handler) Decode(body []byte, messageID string) (worker.Task, error) {
 	}
 
 	t := &task{
-		id:      id,
-		kind:    kind,
-		request: json.RawMessage(bytes.Clone(body)),
-		maps:    h.maps,
-		invalid: idErr,
+		id:       id,
+		kind:     kind,
+		request:  json.RawMessage(bytes.Clone(body)),
+		maps:     h.maps,
+		geocodes: h.geocodes,
+		routes:   h.routes,
+		invalid:  idErr,
 	}
 	if t.invalid != nil {
 		return t, t.invalid

@@ -18,6 +18,9 @@ type task struct {
 	id, kind string
 	request  json.RawMessage
 	maps     Maps
+	// geocodes and routes batch the calls; nil unless the handler batches.
+	geocodes *batcher[maps.GeocodeQuery]
+	routes   *batcher[maps.RouteRequest]
 
 	geocode *maps.GeocodeQuery
 	reverse *maps.ReverseGeocodeQuery
@@ -44,6 +47,10 @@ func (t *task) Run(ctx context.Context) (*worker.Output, error) {
 		err  error
 	)
 	switch {
+	case t.geocode != nil && t.geocodes != nil:
+		resp, err = t.geocodes.do(ctx, *t.geocode)
+	case t.route != nil && t.routes != nil:
+		resp, err = t.routes.do(ctx, *t.route)
 	case t.geocode != nil:
 		resp, err = t.maps.Geocode(ctx, *t.geocode)
 	case t.reverse != nil:

@@ -48,6 +48,17 @@ type ClientOptions struct {
 	// because a token names a principal, not a Maps account. NewClient requires
 	// it; NewClientWithKey sends it when set.
 	ClientID string
+
+	// RateLimits caps the requests per second sent to each API, keyed by
+	// APIGeocode, APIReverseGeocode, APIRoute, APIGeocodeBatch and
+	// APIRouteBatch. An API not named keeps its DefaultRateLimits figure (the
+	// Gen2 per-account limits); a value < 0 removes its limit. As the limits
+	// are per Maps account, instances sharing an account should divide them.
+	// On a 429 the client halves the API's rate, waits out Retry-After and
+	// regains a tenth of the limit per second.
+	RateLimits map[string]int
+	// DisableRateLimits sends requests as fast as they come.
+	DisableRateLimits bool
 }
 
 // Client calls the Azure Maps Geocoding and Route Directions APIs. Its methods
@@ -126,6 +137,9 @@ func NewClientWithKey(endpoint string, keys KeySource, opts *ClientOptions) (*Cl
 
 func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *Client {
 	co := opts.ClientOptions // a copy: the caller's options stay as they were
+	if !opts.DisableRateLimits {
+		perRetry = append([]policy.Policy{newRateLimitPolicy(opts.RateLimits)}, perRetry...)
+	}
 	if co.Retry.MaxRetries == 0 {
 		// The engine retries with go-retry; see NewClient.
 		co.Retry.MaxRetries = -1

@@ -1,0 +1,180 @@
+package maps
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// Names of the Azure Maps APIs in ClientOptions.RateLimits.
+const (
+	APIGeocode        = "geocode"
+	APIReverseGeocode = "reverseGeocode"
+	APIRoute          = "route"
+	APIGeocodeBatch   = "geocodeBatch"
+	APIRouteBatch     = "routeBatch"
+)
+
+// DefaultRateLimits are the per-account QPS limits of Azure Maps Gen2:
+// geocode 500, reverse geocode 250, route 50, batch 10.
+func DefaultRateLimits() map[string]int {
+	return map[string]int{
+		APIGeocode: 500, APIReverseGeocode: 250, APIRoute: 50,
+		APIGeocodeBatch: 10, APIRouteBatch: 10,
+	}
+}
+
+// apiOfPath names the API of a request path, or "".
+func apiOfPath(p string) string {
+	switch {
+	case strings.HasSuffix(p, "/geocode:batch"):
+		return APIGeocodeBatch
+	case strings.HasSuffix(p, "/route/directions:batch"):
+		return APIRouteBatch
+	case strings.HasSuffix(p, "/geocode"):
+		return APIGeocode
+	case strings.HasSuffix(p, "/reverseGeocode"):
+		return APIReverseGeocode
+	case strings.HasSuffix(p, "/route/directions"):
+		return APIRoute
+	}
+	return ""
+}
+
+// rateLimitPolicy paces the requests to each API so that none is sent above
+// its limit, and backs off when Azure Maps answers 429 anyway (the limits are
+// per account, shared by every instance): the rate is halved, no request is
+// sent before the answer's Retry-After has passed, and the rate then recovers
+// by a tenth of the limit per second (additive increase).
+type rateLimitPolicy struct {
+	limiters map[string]*limiter
+}
+
+func newRateLimitPolicy(limits map[string]int) *rateLimitPolicy {
+	all := DefaultRateLimits()
+	for api, qps := range limits {
+		if qps != 0 {
+			all[api] = qps
+		}
+	}
+	p := &rateLimitPolicy{limiters: map[string]*limiter{}}
+	for api, qps := range all {
+		if qps > 0 {
+			p.limiters[api] = newLimiter(float64(qps), time.Now)
+		}
+	}
+	return p
+}
+
+// Do implements policy.Policy.
+func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
+	l := p.limiters[apiOfPath(req.Raw().URL.Path)]
+	if l == nil {
+		return req.Next()
+	}
+	ctx := req.Raw().Context()
+	for {
+		d, gen := l.reserve()
+		if d <= 0 {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			l.cancel(gen)
+			return nil, ctx.Err()
+		}
+		if l.generation() == gen {
+			break
+		}
+		// A 429 came meanwhile: the slot was taken at the old rate.
+	}
+	resp, err := req.Next()
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		l.throttled(RetryAfter(&azcore.ResponseError{RawResponse: resp}))
+	}
+	return resp, err
+}
+
+// limiter schedules requests at most one per 1/rate (no burst), so that any
+// one-second window holds at most rate of them. rate drops on a 429 and
+// climbs back to limit.
+type limiter struct {
+	now   func() time.Time
+	limit float64
+
+	mu      sync.Mutex
+	rate    float64   // current rate, ≤ limit
+	next    time.Time // the earliest time the next request may go
+	grown   time.Time // when rate was last increased or cut
+	lastCut time.Time
+	gen     int // counts cuts; a slot taken before a cut is taken again
+}
+
+// recoverPerSecond is the share of the limit the rate regains per second
+// after a cut.
+const recoverPerSecond = 0.1
+
+func newLimiter(limit float64, now func() time.Time) *limiter {
+	return &limiter{now: now, limit: limit, rate: limit}
+}
+
+func (l *limiter) generation() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
+}
+
+// reserve takes the next free slot and returns how long to wait for it, and
+// the generation the slot belongs to.
+func (l *limiter) reserve() (time.Duration, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.rate < l.limit {
+		l.rate = min(l.limit, l.rate+l.limit*recoverPerSecond*now.Sub(l.grown).Seconds())
+		l.grown = now
+	}
+	slot := l.next
+	if slot.Before(now) {
+		slot = now
+	}
+	l.next = slot.Add(time.Duration(float64(time.Second) / l.rate))
+	return slot.Sub(now), l.gen
+}
+
+// cancel gives back the last slot when its request was not sent. Slots
+// taken since stay where they are: giving back one is enough to keep the
+// schedule from drifting.
+func (l *limiter) cancel(gen int) {
+	l.mu.Lock()
+	if gen == l.gen {
+		l.next = l.next.Add(-time.Duration(float64(time.Second) / l.rate))
+	}
+	l.mu.Unlock()
+}
+
+// throttled cuts the rate after a 429 (once per second: the answers to
+// requests already in flight are one event) and holds requests back for
+// retryAfter.
+func (l *limiter) throttled(retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.lastCut) >= time.Second {
+		l.rate = max(l.rate/2, l.limit*0.05, 0.1)
+		l.lastCut, l.grown = now, now
+		// The slots taken at the old rate are void: their requests take
+		// new ones, from after Retry-After.
+		l.gen++
+		l.next = now.Add(retryAfter)
+	} else if until := now.Add(retryAfter); l.next.Before(until) {
+		l.next = until
+	}
+}

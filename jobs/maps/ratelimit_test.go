@@ -1,0 +1,161 @@
+package maps
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"mapsworker/jobs/maps/mapstest"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestLimiterPacesCutsAndRecovers(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	l := newLimiter(10, clk.now)
+	// A burst is spread at 100 ms intervals.
+	for i := range 5 {
+		if d, _ := l.reserve(); d != time.Duration(i)*100*time.Millisecond {
+			t.Fatalf("slot %d: wait %v", i, d)
+		}
+	}
+	// A 429 with Retry-After 2s halves the rate and holds requests back.
+	clk.t = clk.t.Add(500 * time.Millisecond)
+	l.throttled(2 * time.Second)
+	l.throttled(2 * time.Second) // same event: no second cut
+	if l.rate != 5 {
+		t.Fatalf("rate after a 429 = %v, want 5", l.rate)
+	}
+	if d, _ := l.reserve(); d != 2*time.Second {
+		t.Fatalf("wait after Retry-After = %v, want 2s", d)
+	}
+	// It recovers by a tenth of the limit per second.
+	clk.t = clk.t.Add(3 * time.Second)
+	l.reserve()
+	if l.rate < 7.9 || l.rate > 8.1 {
+		t.Fatalf("rate after 3 s = %v, want 8", l.rate)
+	}
+	clk.t = clk.t.Add(10 * time.Second)
+	l.reserve()
+	if l.rate != 10 {
+		t.Fatalf("rate after recovery = %v, want 10", l.rate)
+	}
+}
+
+func TestRateLimitConfig(t *testing.T) {
+	p := newRateLimitPolicy(map[string]int{APIRoute: 7, APIGeocode: -1, APIReverseGeocode: 0})
+	if p.limiters[APIRoute].limit != 7 || p.limiters[APIGeocode] != nil || p.limiters[APIReverseGeocode].limit != 250 || p.limiters[APIGeocodeBatch].limit != 10 {
+		t.Fatalf("limiters %+v", p.limiters)
+	}
+	for path, api := range map[string]string{
+		"/geocode": APIGeocode, "/reverseGeocode": APIReverseGeocode, "/route/directions": APIRoute,
+		"/geocode:batch": APIGeocodeBatch, "/route/directions:batch": APIRouteBatch, "/other": "",
+	} {
+		if got := apiOfPath(path); got != api {
+			t.Errorf("apiOfPath(%q) = %q, want %q", path, got, api)
+		}
+	}
+}
+
+// burst sends n route requests from 32 goroutines and returns the errors.
+func routeBurst(t *testing.T, c *Client, n int) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := 0
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	for range 32 {
+		wg.Go(func() {
+			for i := range next {
+				_, err := c.RouteDirections(context.Background(), RouteRequest{
+					Waypoints:  []Position{{Lat: 47.6303, Lon: -122.1387 + float64(i)*1e-4}, {Lat: 47.6101, Lon: -122.2015}},
+					TravelMode: "driving",
+				})
+				if err != nil {
+					mu.Lock()
+					errs++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func rateLimitedClient(t *testing.T, s *mapstest.Server, qps int) *Client {
+	t.Helper()
+	c, err := NewClient(s.URL, s.Credential(), &ClientOptions{
+		ClientID:      s.ClientID,
+		ClientOptions: azcore.ClientOptions{Transport: s.Client()},
+		RateLimits:    map[string]int{APIRoute: qps},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRateLimitAgainstEmulator: a burst well over the limit is paced so that
+// every full one-second window at the emulator is within 5% of the limit,
+// and the emulator, limiting at the same rate, throttles nothing.
+func TestRateLimitAgainstEmulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 4 s")
+	}
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	const qps = 50
+	s.SetRateLimit(mapstest.APIRoute, qps)
+	c := rateLimitedClient(t, s, qps)
+	s.ResetStats()
+	if errs := routeBurst(t, c, 4*qps+qps/2); errs != 0 {
+		t.Errorf("%d requests failed", errs)
+	}
+	st := s.Stats()
+	if st.Status429 != 0 {
+		t.Errorf("%d answers 429", st.Status429)
+	}
+	per := st.PerSecond(mapstest.APIRoute)
+	t.Logf("requests per second: %v", per)
+	for i, n := range per {
+		if n > qps*105/100 {
+			t.Errorf("second %d: %d requests, limit %d", i, n, qps)
+		}
+	}
+	// The seconds wholly inside the burst run at the limit.
+	for i := 1; i < len(per)-1; i++ {
+		if per[i] < qps*95/100 {
+			t.Errorf("second %d: %d requests, want ≥ %d", i, per[i], qps*95/100)
+		}
+	}
+}
+
+// TestRateLimitBacksOff: when the account's limit is lower than configured
+// (another instance shares it), 429s cut the rate and stay few.
+func TestRateLimitBacksOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes seconds")
+	}
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	s.SetRateLimit(mapstest.APIRoute, 20)
+	c := rateLimitedClient(t, s, 50)
+	s.ResetStats()
+	routeBurst(t, c, 150)
+	st := s.Stats()
+	t.Logf("requests per second %v, 429s %d of %d", st.PerSecond(mapstest.APIRoute), st.Status429, st.Requests)
+	// Without backing off, 50/s against 20/s would be 60% throttled.
+	if st.Status429*10 > st.Requests {
+		t.Errorf("%d of %d requests throttled", st.Status429, st.Requests)
+	}
+}

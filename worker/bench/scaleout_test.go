@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"mapsworker/jobs"
+	"mapsworker/jobs/maps"
+	"mapsworker/worker"
+)
+
+// The bench binary doubles as a worker process for the scale-out scenario:
+// started with BENCH_CHILD set, it runs one engine on the queue it is given
+// and prints a line per settled message ("<result> <id>") until SIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("BENCH_CHILD") != "" {
+		os.Exit(child())
+	}
+	os.Exit(m.Run())
+}
+
+func child() int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "bench child:", err); return 1 }
+	st, err := worker.NewStorageFromConnectionString(os.Getenv("BENCH_CHILD_CONN"), &worker.StorageOptions{
+		Queue: os.Getenv("BENCH_CHILD_QUEUE"), Container: os.Getenv("BENCH_CHILD_QUEUE"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	// The emulator's token endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER) and
+	// CA (SSL_CERT_FILE) come from the environment, as on App Service.
+	cred, err := azidentity.NewManagedIdentityCredential(nil)
+	if err != nil {
+		return fail(err)
+	}
+	client, err := maps.NewClient(os.Getenv("BENCH_CHILD_MAPS"), cred, &maps.ClientOptions{
+		ClientID: os.Getenv("BENCH_CHILD_CLIENTID"), DisableRateLimits: true,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	conc, _ := strconv.Atoi(os.Getenv("BENCH_CHILD_CONCURRENCY"))
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	eng := worker.New(st.Requests, st.Poison, st.Results, jobs.NewHandler(client, nil), &worker.Options{
+		Concurrency:     conc,
+		MaxPollInterval: time.Second,
+		SummaryInterval: -1,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnOutcome: func(o worker.Outcome) {
+			mu.Lock()
+			fmt.Fprintf(out, "%s %s\n", o.Result, o.ID)
+			out.Flush()
+			mu.Unlock()
+		},
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go eng.Run(context.Background())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_ = eng.Shutdown(sctx)
+	return 0
+}
+
+// scaleOut runs procs worker processes of concurrency conc on one backlog of
+// n messages with the emulator answering after latency.
+func (e *env) scaleOut(b *testing.B, name string, procs, conc, n int, latency time.Duration) (row, int) {
+	if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(name, only) {
+		return row{name: name + " (skipped)", elapsed: time.Second}, 0
+	}
+	st := e.storage(b, nil)
+	kinds := []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}
+	run := fmt.Sprintf("s%d", e.seq.Add(1))
+	enqueue(b, st, run, n, kinds)
+	e.emu.SetLatency(latency)
+	defer e.emu.SetLatency(0)
+	e.emu.ResetStats()
+	type line struct{ result, id string }
+	lines := make(chan line, 1024)
+	var cmds []*exec.Cmd
+	start := time.Now()
+	for range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			"BENCH_CHILD=1",
+			"BENCH_CHILD_CONN="+e.az.ConnectionString(),
+			"BENCH_CHILD_QUEUE="+st.Requests.Name(),
+			"BENCH_CHILD_MAPS="+e.emu.URL,
+			"BENCH_CHILD_CLIENTID="+e.emu.ClientID,
+			"BENCH_CHILD_CONCURRENCY="+strconv.Itoa(conc),
+			"IDENTITY_ENDPOINT="+e.emu.IdentityEndpoint,
+			"IDENTITY_HEADER="+e.emu.IdentityHeader,
+			"SSL_CERT_FILE="+e.emu.CAFile(),
+		)
+		cmd.Stderr = os.Stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if r, id, ok := strings.Cut(sc.Text(), " "); ok {
+					lines <- line{r, id}
+				}
+			}
+		}()
+	}
+	seen := map[string]int{}
+	ok, dupResults, settled := 0, 0, 0
+	var last time.Time
+	timeout := time.After(15 * time.Minute)
+wait:
+	for settled < n {
+		select {
+		case l := <-lines:
+			switch l.result {
+			case worker.OutcomeSucceeded:
+				ok++
+				settled++
+				seen[l.id]++
+				if seen[l.id] > 1 {
+					dupResults++
+				}
+			case worker.OutcomeDuplicate, worker.OutcomePoisoned:
+				settled++
+			}
+			last = time.Now()
+		case <-timeout:
+			b.Errorf("%s: %d of %d settled", name, settled, n)
+			break wait
+		}
+	}
+	for _, cmd := range cmds {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, cmd := range cmds {
+		_ = cmd.Wait()
+	}
+	ms := e.emu.Stats()
+	return row{name: name, n: n, ok: ok, elapsed: last.Sub(start), mapsReq: ms.Requests}, dupResults
+}
