@@ -257,3 +257,10 @@ func uniqueID(prefix string) string {
 	rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
 }
+
+// mapsWork counts the requests Azure Maps worked on: single calls, plus the
+// items of batch calls in place of the batch calls themselves.
+func (te *testEnv) mapsWork() int64 {
+	st := te.emu.Stats()
+	return st.Requests - st.PerPath[mapstest.APIGeocodeBatch] - st.PerPath[mapstest.APIRouteBatch] + st.BatchItems
+}

@@ -65,7 +65,7 @@ func runThrough(t *testing.T, n int, extra map[string]string) (string, *testEnv)
 		return te.queueDepth() == 0 && te.poisonDepth() == int64(n-valid)
 	})
 	stopRun(t, p)
-	if got := te.emu.Stats().Requests; got != int64(valid) {
+	if got := te.mapsWork(); got != int64(valid) {
 		t.Errorf("Maps requests = %d, want %d (one per valid message)", got, valid)
 	}
 	return p.out.String(), te

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -56,7 +57,8 @@ func newApp(needMaps bool) (*app, error) {
 
 // mapsClient builds the Azure Maps client with the configured auth.
 func (a *app) mapsClient() (*maps.Client, error) {
-	opts := &maps.ClientOptions{ClientID: a.s.MapsClientID}
+	opts := &maps.ClientOptions{ClientID: a.s.MapsClientID, RateLimits: a.s.RateLimits}
+	opts.DisableRateLimits = a.s.RateLimits != nil && len(a.s.RateLimits) == 0
 	opts.Telemetry.ApplicationID = "mapsworker/" + version
 	if a.maps != nil {
 		opts.PerRetryPolicies = append(opts.PerRetryPolicies, a.maps)
@@ -96,7 +98,8 @@ func cmdRun(args []string) error {
 		"version", version, "queue", s.Queue, "poisonQueue", s.Queue+"-poison", "container", s.Container,
 		"mapsEndpoint", s.MapsEndpoint, "mapsAuth", auth, "credential", a.id.kind, "clientId", a.id.clientID,
 		"concurrency", s.Concurrency, "maxDequeueCount", s.MaxDequeueCount, "lease", s.Lease,
-		"maxPollInterval", s.MaxPollInterval, "drainTimeout", s.DrainTimeout)
+		"maxPollInterval", s.MaxPollInterval, "drainTimeout", s.DrainTimeout,
+		"batch", s.Batch, "rateLimits", rateLimitsText(s.RateLimits))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -115,7 +118,7 @@ func cmdRun(args []string) error {
 		a.log.Warn("could not check the queues and container; carrying on", "err", err)
 	}
 
-	handler := jobs.NewHandler(client, nil)
+	handler := jobs.NewHandler(client, &jobs.HandlerOptions{Batch: s.Batch})
 	eng := worker.New(a.storage.Requests, a.storage.Poison, a.storage.Results, handler, &worker.Options{
 		Concurrency:     s.Concurrency,
 		MaxDequeueCount: s.MaxDequeueCount,
@@ -173,4 +176,20 @@ func watchShutdownFile(parent context.Context, path string) (context.Context, co
 		}
 	}()
 	return ctx, cancel
+}
+
+// rateLimitsText describes the client-side Maps rate limits for the log.
+func rateLimitsText(limits map[string]int) string {
+	switch {
+	case limits == nil:
+		return "gen2-defaults"
+	case len(limits) == 0:
+		return "off"
+	}
+	all := maps.DefaultRateLimits()
+	for k, v := range limits {
+		all[k] = v
+	}
+	return fmt.Sprintf("geocode=%d,reverseGeocode=%d,route=%d,geocodeBatch=%d,routeBatch=%d",
+		all[maps.APIGeocode], all[maps.APIReverseGeocode], all[maps.APIRoute], all[maps.APIGeocodeBatch], all[maps.APIRouteBatch])
 }

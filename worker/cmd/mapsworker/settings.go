@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"mapsworker/jobs/maps"
 )
 
 // settings are read from the environment, as App Service app settings
@@ -26,6 +28,8 @@ type settings struct {
 	Lease              time.Duration
 	MaxPollInterval    time.Duration
 	DrainTimeout       time.Duration
+	Batch              bool
+	RateLimits         map[string]int // nil: the Gen2 defaults; empty: no limits
 	ShutdownFile       string
 	LogLevel           slog.Level
 	LogFormat          string
@@ -91,6 +95,12 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 		return nil, err
 	}
 	if s.DrainTimeout, err = durationSetting(getenv, "MAPS_DRAIN_TIMEOUT", 45*time.Second, 0, time.Hour); err != nil {
+		return nil, err
+	}
+	if s.Batch, err = boolSetting(getenv, "MAPS_BATCH", true); err != nil {
+		return nil, err
+	}
+	if s.RateLimits, err = rateLimitsSetting(getenv("MAPS_RATE_LIMITS")); err != nil {
 		return nil, err
 	}
 	if s.LogLevel, err = levelSetting(getenv("MAPS_LOG_LEVEL")); err != nil {
@@ -186,6 +196,43 @@ func parseClock(v string) (time.Duration, error) {
 		total += time.Duration(n * float64(unit))
 	}
 	return total, nil
+}
+
+func boolSetting(getenv func(string) string, name string, def bool) (bool, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, &settingError{name, fmt.Sprintf("%q is not true or false", v)}
+	}
+	return b, nil
+}
+
+// rateLimitsSetting parses MAPS_RATE_LIMITS: "off", or comma-separated
+// api=qps pairs (geocode, reverseGeocode, route, geocodeBatch, routeBatch);
+// APIs not named keep the Gen2 defaults. The limits are per account and
+// shared by every instance: with N instances, give each 1/N.
+func rateLimitsSetting(v string) (map[string]int, error) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "":
+		return nil, nil
+	case "off", "none":
+		return map[string]int{}, nil
+	}
+	known := maps.DefaultRateLimits()
+	out := map[string]int{}
+	for _, pair := range strings.Split(v, ",") {
+		name, num, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		n, err := strconv.Atoi(strings.TrimSpace(num))
+		if _, isAPI := known[strings.TrimSpace(name)]; !ok || !isAPI || err != nil || n < 1 {
+			return nil, &settingError{"MAPS_RATE_LIMITS", fmt.Sprintf("%q is not api=qps with api one of geocode, reverseGeocode, route, geocodeBatch, routeBatch", pair)}
+		}
+		out[strings.TrimSpace(name)] = n
+	}
+	return out, nil
 }
 
 func levelSetting(v string) (slog.Level, error) {

@@ -29,6 +29,12 @@ func TestSettings(t *testing.T) {
 		{"bad concurrency", map[string]string{"MAPS_CONCURRENCY": "0"}, nil, "MAPS_CONCURRENCY"},
 		{"bad dequeue count", map[string]string{"MAPS_MAX_DEQUEUE_COUNT": "x"}, nil, "MAPS_MAX_DEQUEUE_COUNT"},
 		{"bad poll interval", map[string]string{"MAPS_MAX_POLL_INTERVAL": "-1s"}, nil, "MAPS_MAX_POLL_INTERVAL"},
+		{"batching off", map[string]string{"MAPS_BATCH": "false"}, nil, ""},
+		{"bad batch flag", map[string]string{"MAPS_BATCH": "sometimes"}, nil, "MAPS_BATCH"},
+		{"rate limits", map[string]string{"MAPS_RATE_LIMITS": "geocode=100, route=20"}, nil, ""},
+		{"rate limits off", map[string]string{"MAPS_RATE_LIMITS": "off"}, nil, ""},
+		{"bad rate limit", map[string]string{"MAPS_RATE_LIMITS": "search=10"}, nil, "MAPS_RATE_LIMITS"},
+		{"zero rate limit", map[string]string{"MAPS_RATE_LIMITS": "route=0"}, nil, "MAPS_RATE_LIMITS"},
 		{"bad log level", map[string]string{"MAPS_LOG_LEVEL": "loud"}, nil, "MAPS_LOG_LEVEL"},
 		{"secret and certificate", map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s3cr3t-value", "AZURE_CLIENT_CERTIFICATE_PATH": "/c.pem"}, nil, "AZURE_CLIENT_SECRET"},
 		{"secret without tenant", map[string]string{"AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s3cr3t-value"}, nil, "AZURE_TENANT_ID"},
@@ -69,7 +75,16 @@ func TestSettings(t *testing.T) {
 	s, _ := loadSettings(func(k string) string {
 		return map[string]string{"AzureWebJobsStorage": conn, "MAPS_LEASE": "00:05:00"}[k]
 	}, false)
-	if s.Lease != 5*time.Minute {
-		t.Errorf("hh:mm:ss lease = %v", s.Lease)
+	if s.Lease != 5*time.Minute || !s.Batch || s.RateLimits != nil {
+		t.Errorf("lease %v batch %v limits %v", s.Lease, s.Batch, s.RateLimits)
+	}
+	s, _ = loadSettings(func(k string) string {
+		return map[string]string{"AzureWebJobsStorage": conn, "MAPS_RATE_LIMITS": "geocode=100,route=20"}[k]
+	}, false)
+	if s.RateLimits["geocode"] != 100 || s.RateLimits["route"] != 20 || len(s.RateLimits) != 2 {
+		t.Errorf("rate limits = %v", s.RateLimits)
+	}
+	if got := rateLimitsText(s.RateLimits); got != "geocode=100,reverseGeocode=250,route=20,geocodeBatch=10,routeBatch=10" {
+		t.Errorf("rateLimitsText = %s", got)
 	}
 }
