@@ -50,8 +50,10 @@ test: deps vet
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(BENCHFLAGS) ./worker/bench/
 
+# fuzz runs each fuzz target of the decoding path for FUZZTIME.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./jobs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./jobs/
+	$(GO) test -run '^$$' -fuzz '^FuzzMessage$$' -fuzztime $(FUZZTIME) ./jobs/
 
 clean:
 	rm -rf bin dist .run

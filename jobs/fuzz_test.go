@@ -44,3 +44,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMessage feeds the whole decoding path arbitrary queue message texts:
+// the engine's raw-or-base64 detection, then Decode. Seeds are in
+// testdata/fuzz/FuzzMessage. Whatever the text, nothing panics and every
+// refusal is an invalid request with a code.
+func FuzzMessage(f *testing.F) {
+	f.Add(`{"id":"a","kind":"geocode","query":"1 Main St"}`, "m1")
+	f.Add("eyJpZCI6ImEiLCJraW5kIjoiZ2VvY29kZSIsInF1ZXJ5IjoiMSBNYWluIFN0In0=", "m2")
+	f.Add("eyJpZCI6ImEiLCJraW5kIjoiZ2VvY29kZSIsInF1ZXJ5IjoiMSBNYWluIFN0In0", "m3")
+	f.Add("!mapsworker:env=2\n{}", "m4")
+	f.Add("   ", "m5")
+	f.Add("\xff\xfe", "m6")
+	h := NewHandler(nil, nil)
+	f.Fuzz(func(t *testing.T, text, messageID string) {
+		body, err := worker.DecodeBody(text)
+		if err == nil {
+			_, err = h.Decode(body, messageID)
+		}
+		if err != nil && (worker.ClassOf(err) != worker.ClassInvalid || worker.CodeOf(err) == "") {
+			t.Fatalf("error of class %v code %q: %v", worker.ClassOf(err), worker.CodeOf(err), err)
+		}
+	})
+}

@@ -60,19 +60,10 @@ func (te *testEnv) cmd(stdin string, args ...string) ran {
 func (te *testEnv) drainRequests() []string {
 	te.t.Helper()
 	var out []string
-	q := te.storage.Requests.Client()
-	for {
-		resp, err := q.DequeueMessages(context.Background(), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(600))})
-		if err != nil {
-			te.t.Fatal(err)
-		}
-		if len(resp.Messages) == 0 {
-			return out
-		}
-		for _, m := range resp.Messages {
-			out = append(out, *m.MessageText)
-		}
+	for _, m := range te.dequeueAll(te.storage.Requests.Client()) {
+		out = append(out, *m.MessageText)
 	}
+	return out
 }
 
 // poisonDepth is the approximate number of messages in the poison queue.

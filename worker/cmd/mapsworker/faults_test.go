@@ -197,23 +197,11 @@ func TestDrainBudgetReleases(t *testing.T) {
 func (te *testEnv) visibleNow() int {
 	te.t.Helper()
 	q := te.storage.Requests.Client()
-	n := 0
-	var taken []*azqueue.DequeuedMessage
-	for {
-		resp, err := q.DequeueMessages(context.Background(), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(30))})
-		if err != nil {
-			te.t.Fatal(err)
-		}
-		if len(resp.Messages) == 0 {
-			break
-		}
-		n += len(resp.Messages)
-		taken = append(taken, resp.Messages...)
-	}
+	taken := te.dequeueAll(q)
 	for _, m := range taken {
 		q.UpdateMessage(context.Background(), *m.MessageID, *m.PopReceipt, *m.MessageText, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
 	}
-	return n
+	return len(taken)
 }
 
 // visibleProbe peeks: how many messages are visible now, without taking any.
@@ -357,3 +345,29 @@ func TestBadInputCorpus(t *testing.T) {
 }
 
 type envelopeSeen struct{ message, class, reason string }
+
+// TestSlowMapsShortLease: Azure Maps takes 4 s to answer, the lease is 2 s,
+// and two worker processes compete for the queue. The renewals keep each
+// message with its first consumer: one Maps call and one result each, and
+// no message is delivered twice.
+func TestSlowMapsShortLease(t *testing.T) {
+	t.Parallel()
+	te := newTestEnv(t)
+	ids := te.sendGeocodes("l", 4)
+	te.emu.SetLatency(4 * time.Second)
+	extra := map[string]string{"MAPS_LEASE": "2s", "MAPS_CONCURRENCY": "4"}
+	p1, p2 := te.start(extra, "run"), te.start(extra, "run")
+	waitFor(t, 60*time.Second, "every result", func() bool { return te.resultCount() == len(ids) && te.queueDepth() == 0 })
+	for _, p := range []*proc{p1, p2} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.wait(t, 30*time.Second)
+	}
+	if n := te.mapsWork(); n != int64(len(ids)) {
+		t.Errorf("Maps worked on %d requests for %d messages", n, len(ids))
+	}
+	for _, id := range ids {
+		if r := te.result("geocode", id); r == nil || r.Status != "succeeded" || r.DequeueCount != 1 {
+			t.Errorf("%s: %+v", id, r)
+		}
+	}
+}

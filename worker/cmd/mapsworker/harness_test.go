@@ -103,11 +103,10 @@ func (te *testEnv) result(kind, id string) *worker.Result {
 	return r
 }
 
-// poisoned drains the poison queue's envelopes (visible ones, up to 32 a call).
-func (te *testEnv) poisoned() []worker.Envelope {
+// dequeueAll takes every visible message of q for ten minutes.
+func (te *testEnv) dequeueAll(q *azqueue.QueueClient) []*azqueue.DequeuedMessage {
 	te.t.Helper()
-	var out []worker.Envelope
-	q := te.storage.Poison.Client()
+	var out []*azqueue.DequeuedMessage
 	for {
 		resp, err := q.DequeueMessages(context.Background(), &azqueue.DequeueMessagesOptions{NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(600))})
 		if err != nil {
@@ -116,14 +115,22 @@ func (te *testEnv) poisoned() []worker.Envelope {
 		if len(resp.Messages) == 0 {
 			return out
 		}
-		for _, m := range resp.Messages {
-			var e worker.Envelope
-			if err := json.Unmarshal([]byte(*m.MessageText), &e); err != nil {
-				te.t.Fatalf("poison message is not an envelope: %v: %s", err, *m.MessageText)
-			}
-			out = append(out, e)
-		}
+		out = append(out, resp.Messages...)
 	}
+}
+
+// poisoned drains the poison queue's envelopes (those visible now).
+func (te *testEnv) poisoned() []worker.Envelope {
+	te.t.Helper()
+	var out []worker.Envelope
+	for _, m := range te.dequeueAll(te.storage.Poison.Client()) {
+		var e worker.Envelope
+		if err := json.Unmarshal([]byte(*m.MessageText), &e); err != nil {
+			te.t.Fatalf("poison message is not an envelope: %v: %s", err, *m.MessageText)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // queueDepth is the approximate number of messages in the request queue.
