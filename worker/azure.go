@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -322,6 +323,12 @@ func redactErr(err error) error {
 	}
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// A transport error names the request URL, whose query may
+			// hold a SAS signature or a pop receipt.
+			return &cleanErr{msg: "storage " + ue.Op + " " + withoutQuery(ue.URL) + ": " + ue.Err.Error(), err: err}
+		}
 		return err
 	}
 	op := ""
@@ -351,6 +358,24 @@ func (e *storageErr) Error() string {
 }
 
 func (e *storageErr) Unwrap() error { return e.err }
+
+// cleanErr is an error with a message of our own making.
+type cleanErr struct {
+	msg string
+	err error
+}
+
+func (e *cleanErr) Error() string { return e.msg }
+func (e *cleanErr) Unwrap() error { return e.err }
+
+func withoutQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<url>"
+	}
+	u.RawQuery, u.User = "", nil
+	return u.String()
+}
 
 func seconds(d time.Duration, floor int32) int32 {
 	s := int32((d + time.Second - 1) / time.Second)

@@ -603,8 +603,9 @@ func (e *Engine) delete(l *lease, o Outcome) Outcome {
 			return o
 		}
 		// The message comes back after its lease and is then acknowledged
-		// as a duplicate.
-		e.log.Warn("delete failed; the message will be redelivered and acknowledged",
+		// as a duplicate. Debug only, like every per-message line: an
+		// outage fails them all, and the breaker says so once.
+		e.log.Debug("delete failed; the message will be redelivered and acknowledged",
 			"messageId", l.msg.ID, "err", err)
 	}
 	return o
@@ -618,7 +619,7 @@ func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment b
 			o.Result = OutcomeLost
 			return o
 		}
-		e.log.Warn("release failed; the message comes back when its lease ends",
+		e.log.Debug("release failed; the message comes back when its lease ends",
 			"messageId", l.msg.ID, "err", err)
 	}
 	return o

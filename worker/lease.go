@@ -49,8 +49,10 @@ func (l *lease) renew() {
 		e.log.Warn("lease lost while working; another consumer may work the message too",
 			"messageId", l.msg.ID, "err", err)
 	default:
-		// Try again soon: the lease still has half its time.
-		e.log.Warn("lease renewal failed; retrying", "messageId", l.msg.ID, "err", err)
+		// Try again soon: the lease still has half its time. Debug only:
+		// a storage outage fails every renewal, and the breaker's warning
+		// already says so once.
+		e.log.Debug("lease renewal failed; retrying", "messageId", l.msg.ID, "err", err)
 		l.timer.Reset(min(e.opts.Lease/8, 10*time.Second))
 	}
 }

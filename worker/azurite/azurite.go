@@ -36,6 +36,9 @@ type Options struct {
 	CertFile, KeyFile string
 	// Debug writes Azurite's debug log to this file.
 	Debug string
+	// BlobPort and QueuePort, when set, are the ports to listen on (to
+	// restart an Azurite where clients expect it); zero picks free ones.
+	BlobPort, QueuePort int
 }
 
 // Server is a running Azurite.
@@ -70,6 +73,9 @@ func Start(opts *Options) (*Server, error) {
 		ports, err := freePorts(3)
 		if err != nil {
 			return nil, err
+		}
+		if opts.BlobPort != 0 && opts.QueuePort != 0 {
+			ports[0], ports[1] = opts.BlobPort, opts.QueuePort
 		}
 		s := &Server{BlobPort: ports[0], QueuePort: ports[1], Scheme: "http", exited: make(chan struct{})}
 		args := []string{script,

@@ -39,7 +39,12 @@ type testEnv struct {
 // identity and resource.
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	az := azurite.New(t, nil)
+	return newTestEnvWith(t, azurite.New(t, nil))
+}
+
+// newTestEnvWith is newTestEnv with an Azurite the test started itself.
+func newTestEnvWith(t *testing.T, az *azurite.Server) *testEnv {
+	t.Helper()
 	emu := mapstest.NewServer(nil)
 	t.Cleanup(emu.Close)
 	te := &testEnv{t: t, az: az, emu: emu, env: map[string]string{
