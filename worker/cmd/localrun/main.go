@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -51,6 +52,16 @@ func run() error {
 		return err
 	}
 	defer az.Close()
+
+	// Create the queues and the container before the worker and the
+	// enqueue below race for them.
+	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), nil)
+	if err != nil {
+		return err
+	}
+	if err := st.Ensure(ctx, slog.Default()); err != nil {
+		return err
+	}
 
 	fmt.Println("starting the Azure Maps emulator and managed identity endpoint…")
 	emu, err := mapstest.Start(&mapstest.Options{CertDir: stateDir})

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2/queueerror"
+
 	"mapsworker/jobs"
 	"mapsworker/worker"
 )
@@ -125,6 +127,9 @@ func cmdEnqueue(args []string) error {
 		}
 	}
 	if firstErr != nil {
+		if queueerror.HasCode(firstErr, queueerror.QueueNotFound) {
+			return fmt.Errorf("%d of %d sent: queue %s does not exist: start `mapsworker run` once (it creates the queues) or create it", sent.Load(), len(lines), a.s.Queue)
+		}
 		return fmt.Errorf("%d of %d sent: %w", sent.Load(), len(lines), firstErr)
 	}
 	return nil
