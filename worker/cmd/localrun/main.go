@@ -24,6 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
+	"mapsworker/jobs"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 	"mapsworker/worker/azurite"
@@ -213,19 +214,8 @@ func summarize(r *worker.Result) string {
 	if r.Error != nil {
 		return r.Error.Class + ": " + r.Error.Message
 	}
-	b, _ := json.Marshal(r.Summary)
-	var s map[string]any
-	json.Unmarshal(b, &s)
-	if d, ok := s["distanceInMeters"].(float64); ok {
-		sec, _ := s["durationInSeconds"].(float64)
-		return fmt.Sprintf("%.1f km, %s", d/1000, time.Duration(sec)*time.Second)
-	}
-	if lat, ok := s["lat"].(float64); ok {
-		lon, _ := s["lon"].(float64)
-		addr, _ := s["formattedAddress"].(string)
-		return fmt.Sprintf("%.5f, %.5f  %s", lat, lon, addr)
-	}
-	return string(b)
+	raw, _ := json.Marshal(r.Summary)
+	return jobs.DescribeSummary(r.Kind, raw)
 }
 
 // writeEnv writes settings as shell assignments, single-quoted (the

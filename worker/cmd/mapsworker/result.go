@@ -12,6 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
+	"mapsworker/jobs"
 	"mapsworker/worker"
 )
 
@@ -90,41 +91,5 @@ func printResult(w io.Writer, r *worker.Result) {
 // summaryLine renders a result's summary on one line.
 func summaryLine(r *worker.Result) string {
 	raw, _ := json.Marshal(r.Summary)
-	var s struct {
-		Lat, Lon          *float64
-		FormattedAddress  string
-		Confidence        string
-		Matches           *int
-		DistanceInMeters  *float64
-		DurationInSeconds *float64
-		DurationTraffic   *float64 `json:"durationTrafficInSeconds"`
-	}
-	_ = json.Unmarshal(raw, &s)
-	switch {
-	case s.DistanceInMeters != nil:
-		line := fmt.Sprintf("%.1f km, %s", *s.DistanceInMeters/1000, dur(s.DurationInSeconds))
-		if s.DurationTraffic != nil {
-			line += fmt.Sprintf(" (%s with traffic)", dur(s.DurationTraffic))
-		}
-		return line
-	case s.Lat != nil && s.Lon != nil:
-		line := fmt.Sprintf("%.6f, %.6f", *s.Lat, *s.Lon)
-		if s.FormattedAddress != "" {
-			line += "  " + s.FormattedAddress
-		}
-		if s.Confidence != "" {
-			line += "  [" + s.Confidence + "]"
-		}
-		return line
-	case s.Matches != nil && *s.Matches == 0:
-		return "no match"
-	}
-	return string(raw)
-}
-
-func dur(sec *float64) string {
-	if sec == nil {
-		return "?"
-	}
-	return (time.Duration(*sec) * time.Second).String()
+	return jobs.DescribeSummary(r.Kind, raw)
 }
