@@ -287,3 +287,87 @@ func TestLeaseRenewedForLongWork(t *testing.T) {
 		t.Errorf("renewals = %d", r)
 	}
 }
+
+// countingQueue records the size of every receive.
+type countingQueue struct {
+	worker.Queue
+	mu    sync.Mutex
+	asked []int
+}
+
+func (q *countingQueue) Receive(ctx context.Context, n int, vis time.Duration) ([]*worker.Message, error) {
+	q.mu.Lock()
+	q.asked = append(q.asked, n)
+	q.mu.Unlock()
+	return q.Queue.Receive(ctx, n, vis)
+}
+
+// busyHandler records how many tasks run at once.
+type busyHandler struct {
+	fakeHandler
+	now, peak atomic.Int64
+}
+
+type busyTask struct {
+	*fakeTask
+	h *busyHandler
+}
+
+func (h *busyHandler) Decode(body []byte, id string) (worker.Task, error) {
+	t, err := h.fakeHandler.Decode(body, id)
+	if err != nil {
+		return t, err
+	}
+	return busyTask{t.(*fakeTask), h}, nil
+}
+
+func (t busyTask) Run(ctx context.Context) (*worker.Output, error) {
+	n := t.h.now.Add(1)
+	defer t.h.now.Add(-1)
+	for p := t.h.peak.Load(); n > p && !t.h.peak.CompareAndSwap(p, n); p = t.h.peak.Load() {
+	}
+	time.Sleep(20 * time.Millisecond)
+	return t.fakeTask.Run(ctx)
+}
+
+// TestConcurrencyAndBatchSize: never more than Concurrency messages are
+// worked at once (and that many are), no receive asks for more than 32, and
+// a backlog is fetched in batches, not one message a call.
+func TestConcurrencyAndBatchSize(t *testing.T) {
+	st := newStorage(t)
+	ctx := context.Background()
+	const n = 200
+	for i := range n {
+		st.Requests.Send(ctx, fmt.Sprintf(`{"id":"c%d","kind":"k"}`, i))
+	}
+	q := &countingQueue{Queue: st.Requests}
+	h := &busyHandler{}
+	var done atomic.Int64
+	opts := &worker.Options{Concurrency: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MaxPollInterval: 200 * time.Millisecond,
+		OnOutcome:       func(worker.Outcome) { done.Add(1) }}
+	e := worker.New(q, st.Poison, st.Results, h, opts)
+	go e.Run(ctx)
+	waitUntil(t, 60*time.Second, "all done", func() bool { return done.Load() == n })
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	e.Shutdown(sctx)
+	if p := h.peak.Load(); p != 8 {
+		t.Errorf("peak in flight = %d, want 8", p)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	receives := 0
+	for _, a := range q.asked {
+		if a > 32 || a < 1 {
+			t.Errorf("a receive asked for %d messages", a)
+		}
+		receives++
+	}
+	if q.asked[0] != 16 {
+		t.Errorf("first receive asked for %d, want 16 (8 workers + 8 waiting)", q.asked[0])
+	}
+	if receives > n/4 {
+		t.Errorf("%d receives for %d messages: not fetched in batches", receives, n)
+	}
+}
