@@ -69,11 +69,7 @@ func (te *testEnv) drainRequests() []string {
 // poisonDepth is the approximate number of messages in the poison queue.
 func (te *testEnv) poisonDepth() int64 {
 	te.t.Helper()
-	p, err := te.storage.Poison.Client().GetProperties(context.Background(), nil)
-	if err != nil {
-		te.t.Fatal(err)
-	}
-	return *p.ApproximateMessagesCount
+	return te.depth(te.storage.Poison.Client())
 }
 
 // visiblePoison is the number of poison messages a peek sees (up to 32).

@@ -141,7 +141,13 @@ func (te *testEnv) poisoned() []worker.Envelope {
 // queueDepth is the approximate number of messages in the request queue.
 func (te *testEnv) queueDepth() int64 {
 	te.t.Helper()
-	p, err := te.storage.Requests.Client().GetProperties(context.Background(), nil)
+	return te.depth(te.storage.Requests.Client())
+}
+
+// depth is the approximate number of messages in q.
+func (te *testEnv) depth(q *azqueue.QueueClient) int64 {
+	te.t.Helper()
+	p, err := q.GetProperties(context.Background(), nil)
 	if err != nil {
 		te.t.Fatal(err)
 	}
