@@ -76,7 +76,8 @@ type Options struct {
 	RetryAttempts int
 	// StorageTimeout bounds each delete, release and poison move, which run
 	// on a context detached from shutdown so they are never cut short by it.
-	// Default 30s.
+	// Default 10s: a drain budget plus this stays inside the WebJobs
+	// runner's stopping_wait_time even while storage is down.
 	StorageTimeout time.Duration
 	// SummaryInterval is how often a summary line is logged at info while
 	// there was work. Default 1m; negative disables.
@@ -129,7 +130,7 @@ func (o *Options) withDefaults() Options {
 		c.RetryAttempts = 3
 	}
 	if c.StorageTimeout <= 0 {
-		c.StorageTimeout = 30 * time.Second
+		c.StorageTimeout = 10 * time.Second
 	}
 	if c.SummaryInterval == 0 {
 		c.SummaryInterval = time.Minute
@@ -173,12 +174,20 @@ type Engine struct {
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Shutdown: take no more work
-	done     chan struct{} // closed when Run has returned
+	// stopReceive cuts short a receive under way when the stop comes: it
+	// may be waiting out storage retries, and the stop must not wait.
+	stopReceive context.CancelFunc
+	receiveCtx  context.Context
+	done        chan struct{} // closed when Run has returned
 	// workCtx is the context of in-flight work; cancelled when a drain runs
 	// out of time.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
-	running    atomic.Bool
+	// lastCall is when the storage calls still to come after a cut drain
+	// must end (UnixNano), so that the process exits in the runner's
+	// stopping_wait_time.
+	lastCall atomic.Int64
+	running  atomic.Bool
 
 	stats Stats
 }
@@ -194,7 +203,9 @@ type Stats struct {
 func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Options) *Engine {
 	o := opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
+	rctx, rcancel := context.WithCancel(context.Background())
 	return &Engine{
+		receiveCtx: rctx, stopReceive: rcancel,
 		queue: q, poison: poison, results: results, handler: handler,
 		opts: o, log: o.Logger,
 		brk:        newBreaker(time.Second, o.MaxPollInterval, o.Lease),
@@ -238,12 +249,16 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			e.stopTaking()
-			e.cancelWork()
+			e.cutWork()
 		case <-e.done:
 		}
 	}()
 
-	e.fetch(ctx, work, finished, held)
+	// Receives end with ctx, or at the stop.
+	rctx, cancelReceive := context.WithCancel(ctx)
+	defer cancelReceive()
+	context.AfterFunc(e.receiveCtx, cancelReceive)
+	e.fetch(rctx, work, finished, held)
 	close(work)
 	wg.Wait()
 	stopSummary()
@@ -266,13 +281,25 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	case <-e.done:
 		return nil
 	case <-ctx.Done():
-		e.cancelWork()
+		e.cutWork()
 		<-e.done
 		return ctx.Err()
 	}
 }
 
-func (e *Engine) stopTaking() { e.stopOnce.Do(func() { close(e.stop) }) }
+// cutWork cancels the work in flight; the releases and deletes that follow
+// share one last StorageTimeout.
+func (e *Engine) cutWork() {
+	e.lastCall.CompareAndSwap(0, time.Now().Add(e.opts.StorageTimeout).UnixNano())
+	e.cancelWork()
+}
+
+func (e *Engine) stopTaking() {
+	e.stopOnce.Do(func() {
+		close(e.stop)
+		e.stopReceive()
+	})
+}
 
 func (e *Engine) stopping() bool {
 	select {
@@ -485,7 +512,11 @@ func (e *Engine) process(l *lease) Outcome {
 		if merr != nil {
 			err = Transient("ResultEncoding", merr)
 		} else {
-			err = e.results.Put(context.WithoutCancel(e.workCtx), name, doc, false)
+			// The work is done: write it even if a stop cuts the drain
+			// short, within the bound on every storage call.
+			pctx, cancel := e.detached()
+			err = e.results.Put(pctx, name, doc, false)
+			cancel()
 			if err == nil || errors.Is(err, ErrResultExists) {
 				o.Result = OutcomeSucceeded
 				return e.delete(l, o)
@@ -590,7 +621,11 @@ func storageError(err error) error {
 // detached returns a context for a storage call that must finish even when
 // the engine is being stopped.
 func (e *Engine) detached() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(e.workCtx), e.opts.StorageTimeout)
+	deadline := time.Now().Add(e.opts.StorageTimeout)
+	if last := e.lastCall.Load(); last != 0 {
+		deadline = time.Unix(0, min(last, deadline.UnixNano()))
+	}
+	return context.WithDeadline(context.WithoutCancel(e.workCtx), deadline)
 }
 
 func (e *Engine) delete(l *lease, o Outcome) Outcome {

@@ -420,3 +420,31 @@ func TestStorageOutage(t *testing.T) {
 	}
 	t.Logf("storage outage: 40 messages, Azurite down 10 s mid-run; all succeeded, 0 poisoned, %d Maps requests; worker said:\n%s", te.mapsWork(), p.out.String())
 }
+
+// TestStopDuringStorageOutage stops the worker while Azurite is down: the
+// stop does not wait out the storage retries, and the process exits 0 within
+// its drain budget plus the bound on each storage call.
+func TestStopDuringStorageOutage(t *testing.T) {
+	t.Parallel()
+	te := newTestEnv(t)
+	te.sendGeocodes("sd", 20)
+	te.emu.SetLatency(500 * time.Millisecond)
+	p := te.start(map[string]string{"MAPS_CONCURRENCY": "4", "MAPS_DRAIN_TIMEOUT": "3s"}, "run")
+	waitFor(t, 30*time.Second, "first results", func() bool { return te.resultCount() >= 2 })
+	te.az.Close()
+	time.Sleep(time.Second)
+	began := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t, 60*time.Second)
+	took := time.Since(began)
+	if p.err != nil {
+		t.Fatalf("exit: %v\n%s", p.err, p.out.String())
+	}
+	// 3 s of drain, then one last 10 s for the storage calls still to come
+	// (about 13 s); the WebJobs runner kills the process after
+	// stopping_wait_time (60 s). The bound leaves room for a slow machine.
+	if took > 30*time.Second {
+		t.Errorf("stop took %v with storage down", took)
+	}
+	t.Logf("stop with storage down: exit 0 after %v", took.Round(time.Millisecond))
+}
