@@ -70,7 +70,8 @@ func DecodeBody(text string) ([]byte, error) {
 	if !utf8.ValidString(text) {
 		return nil, Invalidf("NotUTF8", "message text is not valid UTF-8")
 	}
-	trimmed := strings.TrimSpace(text)
+	// A byte-order mark is not JSON, but some producers write one.
+	trimmed := strings.TrimSpace(strings.TrimPrefix(text, "\ufeff"))
 	if trimmed == "" {
 		return nil, Invalidf("Empty", "message text is empty")
 	}
