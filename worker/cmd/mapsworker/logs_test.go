@@ -200,7 +200,17 @@ func TestLogsSummaryLine(t *testing.T) {
 		st := eng.Stats()
 		return st.Succeeded.Load()+st.Poisoned.Load() == 200
 	})
-	time.Sleep(400 * time.Millisecond) // one more summary after the last message
+	// Wait for the summary that covers the last message, however slow the
+	// machine.
+	processed := regexp.MustCompile(`msg=summary processed=(\d+)`)
+	waitFor(t, 30*time.Second, "summaries covering every message", func() bool {
+		total := 0
+		for _, m := range processed.FindAllStringSubmatch(buf.String(), -1) {
+			v, _ := strconv.Atoi(m[1])
+			total += v
+		}
+		return total == 200
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := eng.Shutdown(ctx); err != nil {
