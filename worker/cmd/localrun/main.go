@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,9 +41,12 @@ func main() {
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	bin, _ := filepath.Abs("bin/mapsworker")
-	samples := "docs/samples.jsonl"
-	stateDir, _ := filepath.Abs(".run")
+	binFlag := flag.String("bin", "bin/mapsworker", "the mapsworker binary")
+	samples := flag.String("samples", "docs/samples.jsonl", "the requests to enqueue")
+	stateFlag := flag.String("state", ".run", "where the emulator's certificate and the settings file go")
+	flag.Parse()
+	bin, _ := filepath.Abs(*binFlag)
+	stateDir, _ := filepath.Abs(*stateFlag)
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return err
 	}
@@ -107,8 +111,8 @@ func run() error {
 		}
 	}()
 
-	fmt.Printf("$ mapsworker enqueue --file %s\n", samples)
-	enq := exec.Command(bin, "enqueue", "--file", samples)
+	fmt.Printf("$ mapsworker enqueue --file %s\n", *samples)
+	enq := exec.Command(bin, "enqueue", "--file", *samples)
 	enq.Env = env
 	enq.Stderr = os.Stderr
 	out, err := enq.Output()
@@ -116,7 +120,7 @@ func run() error {
 		return fmt.Errorf("enqueue: %w", err)
 	}
 	fmt.Print(string(out))
-	kinds, err := sampleKinds(samples)
+	kinds, err := sampleKinds(*samples)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMakeRun runs `make run`'s program as a user would: it prints a result
+// for every sample, keeps running, and on Ctrl-C stops every process it
+// started.
+func TestMakeRun(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mapsworker")
+	if out, err := exec.Command("go", "build", "-o", bin, "../mapsworker").CombinedOutput(); err != nil {
+		t.Fatalf("build mapsworker: %v\n%s", err, out)
+	}
+	localrun := filepath.Join(dir, "localrun")
+	if out, err := exec.Command("go", "build", "-o", localrun, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build localrun: %v\n%s", err, out)
+	}
+	root, _ := filepath.Abs("../../..")
+	cmd := exec.Command(localrun, "-bin", bin, "-samples", filepath.Join(root, "docs", "samples.jsonl"), "-state", filepath.Join(dir, "state"))
+	cmd.Dir = root
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	var table []string
+	var ports []string
+	portRE := regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
+	sc := bufio.NewScanner(stdout)
+	ready := make(chan struct{})
+	go func() {
+		inTable := false
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "  storage ") || strings.HasPrefix(line, "  maps ") {
+				ports = append(ports, portRE.FindString(line))
+			}
+			switch {
+			case strings.HasPrefix(line, "KIND "):
+				inTable = true
+			case inTable && strings.TrimSpace(line) == "":
+				inTable = false
+			case inTable:
+				table = append(table, line)
+			case strings.HasPrefix(line, "Press Ctrl-C"):
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(120 * time.Second):
+		t.Fatal("make run did not get to its table")
+	}
+	want := map[string]string{"order-42": "succeeded", "order-43": "succeeded", "pin-7": "succeeded",
+		"trip-9": "succeeded", "truck-3": "succeeded", "order-44": "failed"}
+	if len(table) != len(want) {
+		t.Fatalf("table has %d rows, want %d:\n%s", len(table), len(want), strings.Join(table, "\n"))
+	}
+	for _, row := range table {
+		f := strings.Fields(row)
+		if len(f) < 3 || want[f[1]] != f[2] {
+			t.Errorf("row %q", row)
+		}
+	}
+
+	if len(processesRunning(bin)) != 1 {
+		t.Fatalf("want the worker running before Ctrl-C, found %v", processesRunning(bin))
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after Ctrl-C: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("make run did not stop after Ctrl-C")
+	}
+	if pids := processesRunning(bin); len(pids) > 0 {
+		t.Errorf("the worker is still running after Ctrl-C: pids %v", pids)
+	}
+	for _, addr := range ports {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still listens after Ctrl-C", addr)
+		}
+	}
+	if len(ports) != 2 {
+		t.Errorf("found the ports %v, want storage and maps", ports)
+	}
+}
+
+// processesRunning lists the processes whose command line starts with path.
+func processesRunning(path string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(cmdline), path+"\x00") {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
+}
