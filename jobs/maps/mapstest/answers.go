@@ -331,8 +331,29 @@ func (s *Server) geocode(w http.ResponseWriter, st *counters, q url.Values) {
 }
 
 func (s *Server) geocodeBatch(w http.ResponseWriter, st *counters, body []byte) {
+	serveBatch(s, w, st, body, func(it *geocodeItem) string { return it.OptionalID },
+		func(j *jbuf, it *geocodeItem) (code, msg string) {
+			in, msg := it.input()
+			code = codeBadRequest
+			if msg == "" {
+				code, msg = in.validate()
+			}
+			if msg != "" {
+				return code, msg
+			}
+			j.raw(`"type":"FeatureCollection",`)
+			writeGeocodeFeatures(j, &in)
+			return "", ""
+		})
+}
+
+// serveBatch answers a batch request of items of type T: each item is
+// answered by answer, which writes a FeatureCollection's members or returns
+// the item's error code and message, inline as Azure Maps reports them.
+func serveBatch[T any](s *Server, w http.ResponseWriter, st *counters, body []byte,
+	optionalID func(*T) string, answer func(j *jbuf, it *T) (code, msg string)) {
 	var req struct {
-		BatchItems []geocodeItem `json:"batchItems"`
+		BatchItems []T `json:"batchItems"`
 	}
 	if json.Unmarshal(body, &req) != nil {
 		s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
@@ -351,21 +372,14 @@ func (s *Server) geocodeBatch(w http.ResponseWriter, st *counters, body []byte) 
 			j.raw(",")
 		}
 		j.raw("{")
-		if it.OptionalID != "" {
-			j.raw(`"optionalId":`).str(it.OptionalID).raw(",")
+		if id := optionalID(it); id != "" {
+			j.raw(`"optionalId":`).str(id).raw(",")
 		}
-		in, msg := it.input()
-		code := codeBadRequest
-		if msg == "" {
-			code, msg = in.validate()
-		}
-		if msg != "" {
+		if code, msg := answer(j, it); msg != "" {
 			j.raw(`"error":{"code":`).str(code).raw(`,"message":`).str(msg).raw(`}}`)
 			continue
 		}
 		ok++
-		j.raw(`"type":"FeatureCollection",`)
-		writeGeocodeFeatures(j, &in)
 		j.raw(`}`)
 	}
 	s.replyBatch(w, st, ok, len(req.BatchItems), j.b)
@@ -721,38 +735,14 @@ func (s *Server) route(w http.ResponseWriter, st *counters, body []byte) {
 }
 
 func (s *Server) routeBatch(w http.ResponseWriter, st *counters, body []byte) {
-	var req struct {
-		BatchItems []routeIn `json:"batchItems"`
-	}
-	if json.Unmarshal(body, &req) != nil {
-		s.reply(w, st, http.StatusBadRequest, ctJSON, bodyInvalid)
-		return
-	}
-	if n := len(req.BatchItems); n < 1 || n > maxBatchItems {
-		s.badRequest(w, st, "The batch must contain between 1 and 100 items; it has "+strconv.Itoa(n)+".")
-		return
-	}
-	j := getBuf() // the items; the summary that precedes them counts them
-	defer putBuf(j)
-	ok := 0
-	for i := range req.BatchItems {
-		it := &req.BatchItems[i]
-		if i > 0 {
-			j.raw(",")
-		}
-		j.raw("{")
-		if it.OptionalID != "" {
-			j.raw(`"optionalId":`).str(it.OptionalID).raw(",")
-		}
-		p, msg := it.plan()
-		if msg != "" {
-			j.raw(`"error":{"code":"` + codeBadRequest + `","message":`).str(msg).raw(`}}`)
-			continue
-		}
-		ok++
-		j.raw(`"type":"FeatureCollection",`)
-		writeRoute(j, &p)
-		j.raw(`}`)
-	}
-	s.replyBatch(w, st, ok, len(req.BatchItems), j.b)
+	serveBatch(s, w, st, body, func(it *routeIn) string { return it.OptionalID },
+		func(j *jbuf, it *routeIn) (code, msg string) {
+			p, msg := it.plan()
+			if msg != "" {
+				return codeBadRequest, msg
+			}
+			j.raw(`"type":"FeatureCollection",`)
+			writeRoute(j, &p)
+			return "", ""
+		})
 }
