@@ -26,7 +26,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -138,16 +137,6 @@ func startupLine(t *testing.T, out string) string {
 	}
 	t.Fatalf("no start-up line in output:\n%s", out)
 	return ""
-}
-
-// stopWorker asks the worker to stop as the runner does and waits for it.
-func stopWorker(t *testing.T, p *proc) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
-	if p.err != nil {
-		t.Fatalf("worker exit: %v\n%s", p.err, p.out.String())
-	}
 }
 
 // ---- a local Microsoft Entra authority ------------------------------------

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,16 +91,6 @@ func (te *testEnv) sendPoison(body, class, code, msg string) {
 	})
 	if err := te.storage.Poison.Send(context.Background(), string(env)); err != nil {
 		te.t.Fatal(err)
-	}
-}
-
-// stopRun asks a running worker to stop and waits for it.
-func stopRun(t *testing.T, p *proc) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
-	if p.err != nil {
-		t.Fatalf("worker exit: %v\n%s", p.err, p.out.String())
 	}
 }
 
@@ -319,7 +308,7 @@ func TestResultCommand(t *testing.T) {
 	waitFor(t, 30*time.Second, "results", func() bool {
 		return te.result("geocode", "order-42") != nil && te.result("route", "trip-9") != nil && te.result("geocode", "bad-top") != nil
 	})
-	stopRun(t, p)
+	stopWorker(t, p)
 
 	r := te.cmd("", "result", "geocode", "order-42")
 	if r.code != 0 || !strings.HasPrefix(r.out, "geocode order-42: succeeded at ") || !strings.Contains(r.out, "(delivery 1)") ||
@@ -449,7 +438,7 @@ func TestPoisonListReplayPurge(t *testing.T) {
 		t.Fatalf("replay --all: %s", r)
 	}
 	waitFor(t, 30*time.Second, "p-bad poisoned again", func() bool { return te.visiblePoison() == 1 && te.queueDepth() == 0 })
-	stopRun(t, p)
+	stopWorker(t, p)
 
 	if r := te.cmd("", "poison", "replay"); r.code != 2 || !strings.Contains(r.err, "--all, --id or --class") {
 		t.Errorf("replay without a selection: %s", r)
@@ -536,7 +525,7 @@ func TestStatsCommand(t *testing.T) {
 		`{"id":"st-bad","kind":"geocode","query":"x","top":99}`)
 	p := te.start(nil, "run")
 	waitFor(t, 30*time.Second, "results", func() bool { return te.queueDepth() == 0 && te.poisonDepth() == 1 })
-	stopRun(t, p)
+	stopWorker(t, p)
 	te.send(`{"id":"st-3","kind":"geocode","query":"x"}`, `{"id":"st-4","kind":"geocode","query":"y"}`)
 	time.Sleep(2100 * time.Millisecond)
 

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,8 +108,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("Maps worked on %d requests, want 6", n)
 	}
 
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	if p.err != nil {
 		t.Fatalf("worker exit: %v\n%s", p.err, p.out.String())
 	}
@@ -128,8 +126,7 @@ func TestRedeliveredIDCallsMapsOnce(t *testing.T) {
 	te.send(body)
 	p := te.start(nil, "run")
 	waitFor(t, 20*time.Second, "first result", func() bool { return te.result("geocode", "same-1") != nil })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	first := te.result("geocode", "same-1").CompletedAt
 
 	// The same message again, delivered once already by a consumer that
@@ -144,8 +141,7 @@ func TestRedeliveredIDCallsMapsOnce(t *testing.T) {
 
 	p = te.start(map[string]string{"MAPS_LOG_LEVEL": "debug"}, "run")
 	waitFor(t, 20*time.Second, "queue drained", func() bool { return te.queueDepth() == 0 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	if n := te.mapsWork(); n != 1 {
 		t.Errorf("Maps worked on %d requests, want 1", n)
 	}
@@ -168,8 +164,7 @@ func TestWrongClientIDIsNotTheMessagesFault(t *testing.T) {
 	te.send(`{"id":"auth-1","kind":"geocode","query":"1 Main St"}`)
 	p := te.start(map[string]string{"AZURE_MAPS_CLIENT_ID": "11111111-2222-3333-4444-555555555555"}, "run")
 	waitFor(t, 20*time.Second, "a 401 from the emulator", func() bool { return te.emu.Stats().Status4xx > 0 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	if env := te.poisoned(); len(env) != 0 {
 		t.Fatalf("a 401 poisoned the message: %+v", env)
 	}
@@ -178,8 +173,7 @@ func TestWrongClientIDIsNotTheMessagesFault(t *testing.T) {
 	}
 	p = te.start(nil, "run")
 	waitFor(t, 30*time.Second, "the result with the right client id", func() bool { return te.result("geocode", "auth-1") != nil })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 }
 
 func mustJSON(v any) string {

@@ -103,8 +103,7 @@ func TestOutagesPoisonNothing(t *testing.T) {
 			faulted := te.emu.Stats()
 			c.restore(te.emu)
 			waitFor(t, 60*time.Second, "every result", func() bool { return te.resultCount() == len(ids) })
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			p.wait(t, 30*time.Second)
+			p.stop(t, 30*time.Second)
 
 			maxDeliveries := int64(0)
 			for _, id := range ids {
@@ -176,10 +175,7 @@ func TestDrainBudgetReleases(t *testing.T) {
 	te.emu.SetLatency(60 * time.Second)
 	p := te.start(map[string]string{"MAPS_DRAIN_TIMEOUT": "2s", "MAPS_LEASE": "5m"}, "run")
 	waitFor(t, 20*time.Second, "messages in flight", func() bool { return te.queueDepth() == int64(len(ids)) && te.visibleProbe() == 0 })
-	began := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 15*time.Second)
-	took := time.Since(began)
+	took := p.stop(t, 15*time.Second)
 	if p.err != nil {
 		t.Fatalf("exit: %v\n%s", p.err, p.out.String())
 	}
@@ -237,8 +233,7 @@ func TestCrashes(t *testing.T) {
 	}
 	p := te.start(extra, "run")
 	waitFor(t, 90*time.Second, "every result", func() bool { return te.resultCount() == n && te.queueDepth() == 0 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	for _, id := range ids {
 		if r := te.result("geocode", id); r == nil || r.Status != "succeeded" {
 			t.Fatalf("%s: %+v", id, r)
@@ -296,8 +291,7 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		return len(envs) >= want
 	})
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 30*time.Second)
+	p.stop(t, 30*time.Second)
 	if p.err != nil {
 		t.Fatalf("worker exit: %v", p.err)
 	}
@@ -362,8 +356,7 @@ func TestSlowMapsShortLease(t *testing.T) {
 	p1, p2 := te.start(extra, "run"), te.start(extra, "run")
 	waitFor(t, 60*time.Second, "every result", func() bool { return te.resultCount() == len(ids) && te.queueDepth() == 0 })
 	for _, p := range []*proc{p1, p2} {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.wait(t, 30*time.Second)
+		p.stop(t, 30*time.Second)
 	}
 	if n := te.mapsWork(); n != int64(len(ids)) {
 		t.Errorf("Maps worked on %d requests for %d messages", n, len(ids))
@@ -401,8 +394,7 @@ func TestStorageOutage(t *testing.T) {
 	}
 	t.Cleanup(az2.Close)
 	waitFor(t, 120*time.Second, "every result", func() bool { return te.resultCount() == len(ids) && te.queueDepth() == 0 })
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 60*time.Second)
+	p.stop(t, 60*time.Second)
 	for _, id := range ids {
 		if r := te.result("geocode", id); r == nil || r.Status != "succeeded" {
 			t.Fatalf("%s: %+v", id, r)
@@ -433,10 +425,7 @@ func TestStopDuringStorageOutage(t *testing.T) {
 	waitFor(t, 30*time.Second, "first results", func() bool { return te.resultCount() >= 2 })
 	te.az.Close()
 	time.Sleep(time.Second)
-	began := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait(t, 60*time.Second)
-	took := time.Since(began)
+	took := p.stop(t, 60*time.Second)
 	if p.err != nil {
 		t.Fatalf("exit: %v\n%s", p.err, p.out.String())
 	}

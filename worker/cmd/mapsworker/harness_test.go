@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,6 +240,25 @@ func (p *proc) wait(t *testing.T, limit time.Duration) {
 		p.cmd.Process.Kill()
 		<-p.done
 		t.Fatalf("process did not exit within %v; output:\n%s", limit, p.out.String())
+	}
+}
+
+// stop sends SIGTERM, as the WebJobs runner's stop does, waits for the exit
+// up to limit, and returns how long the stop took.
+func (p *proc) stop(t *testing.T, limit time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t, limit)
+	return time.Since(began)
+}
+
+// stopWorker stops a worker and fails the test unless it exits 0.
+func stopWorker(t *testing.T, p *proc) {
+	t.Helper()
+	p.stop(t, 30*time.Second)
+	if p.err != nil {
+		t.Fatalf("worker exit: %v\n%s", p.err, p.out.String())
 	}
 }
 

@@ -64,7 +64,7 @@ func runThrough(t *testing.T, n int, extra map[string]string) (string, *testEnv)
 	waitFor(t, 90*time.Second, "every message settled", func() bool {
 		return te.queueDepth() == 0 && te.poisonDepth() == int64(n-valid)
 	})
-	stopRun(t, p)
+	stopWorker(t, p)
 	if got := te.mapsWork(); got != int64(valid) {
 		t.Errorf("Maps requests = %d, want %d (one per valid message)", got, valid)
 	}
