@@ -52,11 +52,10 @@ func (t *countingTransport) Do(req *http.Request) (*http.Response, error) {
 }
 
 type env struct {
-	az      *azurite.Server
-	emu     *mapstest.Server
-	storeTr *countingTransport
-	log     *slog.Logger
-	seq     atomic.Int64
+	az  *azurite.Server
+	emu *mapstest.Server
+	log *slog.Logger
+	seq atomic.Int64
 }
 
 // storage returns a new queue and container on a fresh Azurite: each

@@ -72,14 +72,6 @@ func newTestEnvWith(t *testing.T, az *azurite.Server) *testEnv {
 	return te
 }
 
-// setenv applies the settings to this process (for in-process commands).
-func (te *testEnv) setenv() {
-	te.t.Helper()
-	for k, v := range te.env {
-		te.t.Setenv(k, v)
-	}
-}
-
 // environ returns the settings as a child process's environment.
 func (te *testEnv) environ() []string {
 	env := os.Environ()
