@@ -318,23 +318,24 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 	inHand := 0
 	batchMin := max(1, min(32, held/2))
 	poll := time.Duration(0)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	wait := func(d time.Duration) bool { // false when stopping
-		if d < 0 {
-			d = time.Hour // woken by a finished message
+	// wait pauses the loop for d, or until a message finishes when d < 0,
+	// noting finished messages meanwhile; it reports false at the stop.
+	wait := func(d time.Duration) bool {
+		var timeout <-chan time.Time
+		if d >= 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			timeout = t.C
 		}
-		timer.Reset(d)
-		defer timer.Stop()
 		for {
 			select {
 			case <-e.stop:
 				return false
-			case <-timer.C:
+			case <-timeout:
 				return true
 			case <-finished:
 				inHand--
-				if d == time.Hour {
+				if d < 0 {
 					return true
 				}
 			}

@@ -133,6 +133,7 @@ func usageFor(fs *flag.FlagSet, synopsis, summary string, examples ...string) fu
 var (
 	accountKeyRE = regexp.MustCompile(`(?i)(AccountKey|SharedAccessSignature|sig)=([^;&\s"]+)`)
 	bearerRE     = regexp.MustCompile(`(?i)(Bearer\s+)[A-Za-z0-9\-_.~+/=]+`)
+	urlRE        = regexp.MustCompile(`https?://[^\s"]+`)
 )
 
 // redact removes what could be a secret from text bound for a terminal or a
@@ -156,7 +157,7 @@ func redact(text string, s *settings) string {
 // errors carry whole responses and request URLs.
 func shortErr(err error) string {
 	msg, _, _ := strings.Cut(err.Error(), "\n")
-	msg = regexp.MustCompile(`https?://[^\s"]+`).ReplaceAllStringFunc(msg, func(u string) string {
+	msg = urlRE.ReplaceAllStringFunc(msg, func(u string) string {
 		if p, err := url.Parse(u); err == nil {
 			p.RawQuery = ""
 			return p.String()
