@@ -106,8 +106,10 @@ func rateLimitedClient(t *testing.T, s *mapstest.Server, qps int) *Client {
 }
 
 // TestRateLimitAgainstEmulator: a burst well over the limit is paced so that
-// every full one-second window at the emulator is within 5% of the limit,
-// and the emulator, limiting at the same rate, throttles nothing.
+// every one-second window at the emulator is within 5% of the limit, and the
+// emulator, throttling above that, throttles nothing. (Limiting at exactly
+// the rate, the emulator's wall-clock windows catch a 51st request now and
+// then when scheduling jitter bunches two at a window's edge.)
 func TestRateLimitAgainstEmulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 4 s")
@@ -115,7 +117,7 @@ func TestRateLimitAgainstEmulator(t *testing.T) {
 	s := mapstest.NewServer(nil)
 	defer s.Close()
 	const qps = 50
-	s.SetRateLimit(mapstest.APIRoute, qps)
+	s.SetRateLimit(mapstest.APIRoute, qps*105/100)
 	c := rateLimitedClient(t, s, qps)
 	s.ResetStats()
 	if errs := routeBurst(t, c, 4*qps+qps/2); errs != 0 {
