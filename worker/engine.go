@@ -188,6 +188,10 @@ type Engine struct {
 	// stopping_wait_time.
 	lastCall atomic.Int64
 	running  atomic.Bool
+	// busyAt is when the engine last held a message (UnixNano), and inHand
+	// how many it holds now; IdleFor reads them.
+	busyAt atomic.Int64
+	inHand atomic.Int64
 
 	stats Stats
 }
@@ -219,6 +223,20 @@ func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Op
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }
 
+// IdleFor reports how long the engine has held no message: 0 while any is
+// dequeued or in flight, else the time since the last one was settled (or
+// since Run started). A run-once host stops when it stays idle long enough.
+func (e *Engine) IdleFor() time.Duration {
+	if e.inHand.Load() > 0 {
+		return 0
+	}
+	at := e.busyAt.Load()
+	if at == 0 {
+		return 0
+	}
+	return max(time.Since(time.Unix(0, at)), 0)
+}
+
 // ErrEngineStopped is returned by Run after Shutdown.
 var ErrEngineStopped = errors.New("worker: engine stopped")
 
@@ -230,6 +248,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("worker: Run called twice")
 	}
 	defer close(e.done)
+	e.busyAt.Store(time.Now().UnixNano())
 	held := e.opts.Concurrency + e.opts.Prefetch
 	work := make(chan *lease, held)
 	finished := make(chan struct{}, held)
@@ -239,6 +258,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Go(func() {
 			for l := range work {
 				e.settle(l)
+				e.busyAt.Store(time.Now().UnixNano())
+				e.inHand.Add(-1)
 				finished <- struct{}{}
 			}
 		})
@@ -385,6 +406,7 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 		}
 		for _, m := range msgs {
 			inHand++
+			e.inHand.Add(1)
 			work <- e.newLease(m)
 		}
 		if len(msgs) > 0 {
