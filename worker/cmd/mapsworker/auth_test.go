@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,20 +142,25 @@ func startupLine(t *testing.T, out string) string {
 
 // ---- a local Microsoft Entra authority ------------------------------------
 
-// testAuthority is a local HTTPS Entra ID authority for a service principal:
-// the OpenID configuration and the v2.0 token endpoint, checking the client
-// secret or the signed client assertion. The access tokens it grants are
-// obtained from the emulator's token endpoint (for another identity name), so
-// that the Maps emulator and Azurite accept them.
+// testAuthority is a local HTTPS Entra ID authority for a service principal
+// or a workload identity: the OpenID configuration and the v2.0 token
+// endpoint, checking the client secret, the signed client assertion, or the
+// federated token against the identity's federated credential. The access
+// tokens it grants are obtained from the emulator's token endpoint (for
+// another identity name), so that the Maps emulator and Azurite accept them.
 type testAuthority struct {
 	ts                   *httptest.Server
 	tenant, clientID     string
 	secret               string            // accepted client secret, if any
 	cert                 *x509.Certificate // accepted assertion signer, if any
+	fic                  *federatedIssuer  // trusted federated token issuer, if any
+	others               []string          // more client ids trusting fic
 	emu                  *mapstest.Server
 	secretOK, assertions atomic.Int64
+	federated            atomic.Int64
 	mu                   sync.Mutex
 	refused              []string
+	granted              map[string]int // "clientID resource" → tokens granted
 }
 
 func newTestAuthority(t *testing.T, emu *mapstest.Server, tenant, clientID string) *testAuthority {
@@ -190,11 +196,18 @@ func (a *testAuthority) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f := r.PostForm
-		if f.Get("grant_type") != "client_credentials" || f.Get("client_id") != a.clientID {
+		known := f.Get("client_id") == a.clientID || slices.Contains(a.others, f.Get("client_id"))
+		if f.Get("grant_type") != "client_credentials" || !known {
 			a.refuse(w, fmt.Sprintf("grant %q for client %q", f.Get("grant_type"), f.Get("client_id")))
 			return
 		}
 		switch {
+		case a.fic != nil:
+			if why := a.fic.check(f); why != "" {
+				a.refuse(w, why)
+				return
+			}
+			a.federated.Add(1)
 		case f.Get("client_secret") != "":
 			if a.secret == "" || f.Get("client_secret") != a.secret {
 				a.refuse(w, "wrong client secret")
@@ -212,6 +225,12 @@ func (a *testAuthority) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		resource := strings.TrimSuffix(strings.Fields(f.Get("scope"))[0], "/.default")
+		a.mu.Lock()
+		if a.granted == nil {
+			a.granted = map[string]int{}
+		}
+		a.granted[f.Get("client_id")+" "+resource]++
+		a.mu.Unlock()
 		tok, err := a.emuToken(resource)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)

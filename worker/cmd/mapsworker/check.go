@@ -222,8 +222,11 @@ func checkFix(st checkStep, err error, a *app) string {
 			why = fmt.Sprintf("%s: the token endpoint answered %s", strings.TrimRight(strings.TrimSpace(why), "."), afe.RawResponse.Status)
 		}
 		hint := "on App Service: is the identity enabled" + clientIDHint(a.id.clientID) + "? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate"
-		if strings.HasPrefix(a.id.kind, "service-principal") {
+		switch {
+		case strings.HasPrefix(a.id.kind, "service-principal"):
 			hint = "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the secret or certificate is the app registration's and not expired"
+		case a.id.kind == kindWorkload:
+			hint = "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the identity's federated credential: issuer, subject system:serviceaccount:NAMESPACE:NAME, audience api://AzureADTokenExchange"
 		}
 		return "no token: " + why + " (" + hint + ")"
 	}

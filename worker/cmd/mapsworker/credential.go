@@ -18,10 +18,18 @@ type identity struct {
 	clientID string
 }
 
-// newIdentity chooses the credential explicitly, as Azure's guidance for
-// daemons orders them, with no surprise chain: a service principal when its
-// settings are all there (off Azure), else the managed identity (user-assigned
-// when AZURE_CLIENT_ID is set, system-assigned otherwise).
+// kindWorkload is the kind of a workload identity (federated token).
+const kindWorkload = "workload-identity"
+
+// newIdentity chooses the credential explicitly, in the order of
+// DefaultAzureCredential's environment, workload identity and managed
+// identity, but by the settings alone and with no surprise chain: a service
+// principal when its settings are all there (off Azure); else workload
+// identity when AZURE_FEDERATED_TOKEN_FILE is set (AKS, Container Apps: the
+// platform projects the token file only for a pod or app given the
+// identity); else the managed identity (user-assigned when AZURE_CLIENT_ID
+// is set, system-assigned otherwise). On AKS, the node's managed identity
+// endpoint answers too, for the node's identity: the token file wins over it.
 func newIdentity(s *settings) (*identity, error) {
 	switch {
 	case s.TenantID != "" && s.ClientID != "" && s.ClientSecret != "":
@@ -52,9 +60,32 @@ func newIdentity(s *settings) (*identity, error) {
 			return nil, &settingError{"AZURE_CLIENT_CERTIFICATE_PATH", "cannot build the certificate credential: " + safeErr(err, s)}
 		}
 		return &identity{cred, "service-principal (certificate)", s.ClientID}, nil
+	case s.FederatedTokenFile != "":
+		return workloadIdentity(s, s.ClientID)
 	default:
 		return managedIdentity(s.ClientID)
 	}
+}
+
+// workloadIdentity exchanges the federated token in AZURE_FEDERATED_TOKEN_FILE
+// for the tokens of the Entra identity clientID (which must trust the token's
+// issuer and subject). azidentity reads the file again as the platform
+// rotates it; it is read once here so that a wrong path stops the start.
+func workloadIdentity(s *settings, clientID string) (*identity, error) {
+	if _, err := os.ReadFile(s.FederatedTokenFile); err != nil {
+		return nil, &settingError{"AZURE_FEDERATED_TOKEN_FILE", "cannot read the federated token file (is the workload identity enabled for this pod or app?)"}
+	}
+	opts := &azidentity.WorkloadIdentityCredentialOptions{
+		ClientID:      clientID,
+		TenantID:      s.TenantID,
+		TokenFilePath: s.FederatedTokenFile,
+	}
+	opts.DisableInstanceDiscovery = s.AuthorityHost != ""
+	cred, err := azidentity.NewWorkloadIdentityCredential(opts)
+	if err != nil {
+		return nil, &settingError{"AZURE_FEDERATED_TOKEN_FILE", "cannot build the workload identity credential: " + safeErr(err, s)}
+	}
+	return &identity{cred, kindWorkload, clientID}, nil
 }
 
 func managedIdentity(clientID string) (*identity, error) {
@@ -79,11 +110,16 @@ func managedIdentity(clientID string) (*identity, error) {
 // storageIdentity is the identity for an identity-based storage connection:
 // AzureWebJobsStorage__clientId names a user-assigned identity, as Azure
 // Functions reads it; otherwise storage uses the worker's own identity.
+// Under workload identity that client id is another Entra identity trusting
+// the same federated token, as there is no managed identity endpoint to ask.
 func storageIdentity(s *settings, main *identity) (*identity, error) {
-	if s.StorageClientID != "" && s.StorageClientID != main.clientID {
-		return managedIdentity(s.StorageClientID)
+	if s.StorageClientID == "" || s.StorageClientID == main.clientID {
+		return main, nil
 	}
-	return main, nil
+	if main.kind == kindWorkload {
+		return workloadIdentity(s, s.StorageClientID)
+	}
+	return managedIdentity(s.StorageClientID)
 }
 
 // safeErr returns err's text with any secret setting's value removed.

@@ -39,6 +39,7 @@ type settings struct {
 	ClientCertPath     string // AZURE_CLIENT_CERTIFICATE_PATH
 	ClientCertPassword string // AZURE_CLIENT_CERTIFICATE_PASSWORD
 	AuthorityHost      string // AZURE_AUTHORITY_HOST
+	FederatedTokenFile string // AZURE_FEDERATED_TOKEN_FILE (workload identity)
 }
 
 // settingError is a configuration error: the worker stops at start with one
@@ -70,6 +71,7 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 		ClientCertPath:     strings.TrimSpace(getenv("AZURE_CLIENT_CERTIFICATE_PATH")),
 		ClientCertPassword: getenv("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
 		AuthorityHost:      strings.TrimSpace(getenv("AZURE_AUTHORITY_HOST")),
+		FederatedTokenFile: strings.TrimSpace(getenv("AZURE_FEDERATED_TOKEN_FILE")),
 	}
 	if acct := strings.TrimSpace(getenv("AzureWebJobsStorage__accountName")); acct != "" {
 		if s.QueueServiceURI == "" {
@@ -142,6 +144,9 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 	}
 	if (s.ClientSecret != "" || s.ClientCertPath != "") && (s.TenantID == "" || s.ClientID == "") {
 		return nil, &settingError{"AZURE_TENANT_ID", "a service principal needs AZURE_TENANT_ID and AZURE_CLIENT_ID with its secret or certificate"}
+	}
+	if s.FederatedTokenFile != "" && (s.TenantID == "" || s.ClientID == "") {
+		return nil, &settingError{"AZURE_TENANT_ID", "workload identity (AZURE_FEDERATED_TOKEN_FILE) needs AZURE_TENANT_ID and AZURE_CLIENT_ID, as the workload identity webhook sets them"}
 	}
 	return s, nil
 }
