@@ -29,6 +29,7 @@ import (
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 	"mapsworker/worker/azurite"
+	"mapsworker/worker/azurite/procgroup"
 )
 
 func main() {
@@ -39,7 +40,7 @@ func main() {
 }
 
 func run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	binFlag := flag.String("bin", "bin/mapsworker", "the mapsworker binary")
 	samples := flag.String("samples", "docs/samples.jsonl", "the requests to enqueue")
@@ -47,9 +48,13 @@ func run() error {
 	flag.Parse()
 	bin, _ := filepath.Abs(*binFlag)
 	stateDir, _ := filepath.Abs(*stateFlag)
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	release, err := claim(stateDir, *stateFlag)
+	if err != nil {
 		return err
 	}
+	defer release()
+	envFile := filepath.Join(stateDir, "env")
+	defer os.Remove(envFile) // its settings are good only while this runs
 
 	fmt.Println("starting Azurite (storage emulator)…")
 	az, err := azurite.Start(nil)
@@ -86,30 +91,12 @@ func run() error {
 	)
 	fmt.Printf("  storage  %s\n  maps     %s\n  identity %s\n\n", az.QueueURL(), emu.URL, emu.IdentityEndpoint)
 
-	worker := exec.Command(bin, "run")
-	worker.Env = env
-	worker.Stdout, worker.Stderr = prefixed("worker | "), prefixed("worker | ")
-	worker.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := worker.Start(); err != nil {
+	fmt.Printf("starting the worker (%s run)…\n", *binFlag)
+	w, err := startWorker(bin, env)
+	if err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- worker.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-			return
-		default:
-		}
-		fmt.Println("\nstopping the worker…")
-		worker.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(60 * time.Second):
-			syscall.Kill(-worker.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
+	defer w.stop()
 
 	fmt.Printf("$ mapsworker enqueue --file %s\n", *samples)
 	enq := exec.Command(bin, "enqueue", "--file", *samples)
@@ -125,22 +112,70 @@ func run() error {
 		return err
 	}
 
-	if err := printResults(ctx, az.ConnectionString(), kinds, exited); err != nil {
+	fmt.Println("waiting for their results…")
+	if err := printResults(ctx, az.ConnectionString(), kinds, w.exited); err != nil {
 		return err
 	}
-	writeEnv(filepath.Join(stateDir, "env"), env[len(os.Environ()):])
+	if err := writeEnv(envFile, env[len(os.Environ()):]); err != nil {
+		return err
+	}
 	fmt.Println("\nThe worker keeps running. In another terminal, with the same settings:")
-	fmt.Println("  set -a; . .run/env; set +a")
-	fmt.Println(`  bin/mapsworker enqueue geocode "1 Main St, Springfield"`)
-	fmt.Println("  bin/mapsworker result geocode <id>; bin/mapsworker stats; bin/mapsworker poison list")
+	fmt.Printf("  set -a; . %s; set +a; export PATH=\"$PWD/bin:$PATH\"\n", filepath.ToSlash(filepath.Join(*stateFlag, "env")))
+	fmt.Println(`  mapsworker enqueue geocode "1 Main St, Springfield" --id my-1`)
+	fmt.Println("  mapsworker result geocode my-1; mapsworker stats; mapsworker poison list")
 	fmt.Println("Press Ctrl-C to stop everything.")
 	select {
 	case <-ctx.Done():
-	case err := <-exited:
-		exited <- err
+	case err := <-w.exited:
+		w.exited <- err
 		return fmt.Errorf("the worker exited: %v", err)
 	}
 	return nil
+}
+
+// workerProc is `mapsworker run` in a process group of its own: a Ctrl-C
+// reaches this program alone, which then stops the worker as the WebJobs
+// runner would, giving it its drain time.
+type workerProc struct {
+	cmd    *exec.Cmd
+	group  *procgroup.Group
+	exited chan error
+}
+
+func startWorker(bin string, env []string) (*workerProc, error) {
+	cmd := exec.Command(bin, "run")
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = prefixed("worker | "), prefixed("worker | ")
+	g, err := procgroup.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("starting the worker: %w", err)
+	}
+	w := &workerProc{cmd: cmd, group: g, exited: make(chan error, 1)}
+	go func() { w.exited <- cmd.Wait() }()
+	return w, nil
+}
+
+// stop asks the worker to stop and waits for it up to a minute (its drain
+// budget is 45 s), then kills it.
+func (w *workerProc) stop() {
+	defer w.group.Release()
+	select {
+	case err := <-w.exited:
+		w.exited <- err
+		return
+	default:
+	}
+	fmt.Println("\nstopping the worker…")
+	limit := time.Minute
+	if w.group.Interrupt() != nil {
+		limit = 0
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(limit):
+		w.group.Kill()
+		<-w.exited
+	}
 }
 
 type sample struct{ id, kind string }
@@ -224,13 +259,13 @@ func summarize(r *worker.Result) string {
 
 // writeEnv writes settings as shell assignments, single-quoted (the
 // connection string holds semicolons).
-func writeEnv(path string, kv []string) {
+func writeEnv(path string, kv []string) error {
 	var b strings.Builder
 	for _, e := range kv {
 		k, v, _ := strings.Cut(e, "=")
 		fmt.Fprintf(&b, "%s='%s'\n", k, strings.ReplaceAll(v, "'", `'\''`))
 	}
-	os.WriteFile(path, []byte(b.String()), 0o600)
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // prefixed writes a child's output line by line behind a prefix.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,8 @@ func TestMakeRun(t *testing.T) {
 		t.Fatalf("build localrun: %v\n%s", err, out)
 	}
 	root, _ := filepath.Abs("../../..")
-	cmd := exec.Command(localrun, "-bin", bin, "-samples", filepath.Join(root, "docs", "samples.jsonl"), "-state", filepath.Join(dir, "state"))
+	state := filepath.Join(dir, "state")
+	cmd := exec.Command(localrun, "-bin", bin, "-samples", filepath.Join(root, "docs", "samples.jsonl"), "-state", state)
 	cmd.Dir = root
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -80,6 +82,20 @@ func TestMakeRun(t *testing.T) {
 	if len(processesRunning(bin)) != 1 {
 		t.Fatalf("want the worker running before Ctrl-C, found %v", processesRunning(bin))
 	}
+	if _, err := os.Stat(filepath.Join(state, "env")); err != nil {
+		t.Errorf("no settings file while it runs: %v", err)
+	}
+
+	// A second make run beside the first refuses at once, saying why.
+	second := exec.Command(localrun, "-bin", bin, "-state", state)
+	second.Dir = root
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another make run (pid "+strconv.Itoa(cmd.Process.Pid)+") is using "+state) {
+		t.Errorf("second make run: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "starting") {
+		t.Errorf("the second make run started something:\n%s", out)
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -98,6 +114,11 @@ func TestMakeRun(t *testing.T) {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Errorf("%s still listens after Ctrl-C", addr)
+		}
+	}
+	for _, f := range []string{"env", "pid"} {
+		if _, err := os.Stat(filepath.Join(state, f)); !os.IsNotExist(err) {
+			t.Errorf("%s left after Ctrl-C (%v)", f, err)
 		}
 	}
 	if len(ports) != 2 {
