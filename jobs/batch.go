@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,41 +23,46 @@ type BatchMaps interface {
 	RouteDirectionsBatch(ctx context.Context, rs []maps.RouteRequest) (*maps.BatchResponse, error)
 }
 
-// Defaults of the batcher. The window is long enough for a storage-bound
-// worker (about 200 msg/s on a small instance) to gather ten or more
-// requests of a kind into one call; it adds at most that much to each
-// request's time, which costs no throughput while many messages are in
-// flight, but some at low concurrency.
+// Defaults of the batcher.
 const (
-	DefaultBatchWindow = 50 * time.Millisecond
-	DefaultBatchMax    = 100 // the most items Azure Maps takes in one batch
-	batchTimeout       = 2 * time.Minute
-	// maxBatchesInFlight bounds the batch calls under way (or waiting for
-	// the client's rate limit: batch APIs allow 10 QPS). Requests arriving
-	// meanwhile gather into the next batch instead of queueing as many small
-	// ones.
-	maxBatchesInFlight = 2
+	DefaultBatchMax = 100 // the most items Azure Maps takes in one batch
+	batchTimeout    = 2 * time.Minute
+	// maxCallsInFlight bounds the calls under way to one API (single or
+	// batch, sent or waiting for a rate slot). Requests arriving past it
+	// gather into the next batch instead of opening more calls.
+	maxCallsInFlight = 16
 )
 
 // errBatchRefused makes a waiter fall back to a single call.
 var errBatchRefused = errors.New("jobs: batch refused")
 
-// batcher gathers the requests of one API (geocode or route) that arrive
-// within a short window (or until max are in hand) and sends them as one
-// batch call (POST /geocode:batch, /route/directions:batch). Each request gets its own item's answer or error. If
-// the batch endpoint is refused (403, 404: the account's plan or role does
-// not allow it), or answers 400 as a whole, the batcher sends single calls.
+// batcher sends the requests of one API (geocode or route) by group commit.
+// A request goes out at once as a single call while the API has a free rate
+// slot and fewer than maxCallsInFlight calls are under way. Otherwise it
+// joins the pending requests, which go together when a call of this API
+// ends (or at once when none is under way) as one batch call
+// (POST /geocode:batch, /route/directions:batch). So there is no wait for
+// company while there is capacity, and batches grow by themselves when the
+// single-call rate or the calls in flight are the bottleneck.
+//
+// A request refused a rate slot takes the single call anyway, waiting for its
+// slot, when that wait is shorter than a call takes (it would wait at least
+// that long for the next batch). A batch whose own rate slot is not free
+// sends its first request as a single call instead and keeps the others for
+// the next turn.
+//
+// Each request gets its own item's answer or error. If the batch endpoint is
+// refused (403, 404: the account's plan or role does not allow it), or
+// answers 400 as a whole, the batcher sends single calls.
 type batcher[Q any] struct {
 	single func(context.Context, Q) (*maps.Response, error)
 	batch  func(context.Context, []Q) (*maps.BatchResponse, error)
-	window time.Duration
 	max    int
 
 	mu       sync.Mutex
 	pending  []*batchWaiter[Q]
-	timer    *time.Timer
-	due      bool // the window of the pending requests has passed
-	inFlight int  // batch calls under way
+	inFlight int           // calls under way
+	latency  time.Duration // moving average of the calls that did not wait for a slot
 
 	refused atomic.Bool
 	// Batches and Items count the batch calls and their items, for tests.
@@ -72,35 +76,51 @@ type batchWaiter[Q any] struct {
 }
 
 type batchAnswer struct {
-	body      json.RawMessage
-	requestID string
-	err       error
+	resp *maps.Response
+	err  error
 }
 
-func newBatcher[Q any](single func(context.Context, Q) (*maps.Response, error), batch func(context.Context, []Q) (*maps.BatchResponse, error), window time.Duration, max int) *batcher[Q] {
-	if window <= 0 {
-		window = DefaultBatchWindow
-	}
+// newBatcher returns a batcher sending up to max items per batch (at most
+// and by default DefaultBatchMax). It has no window: the time.Duration
+// argument is not used.
+func newBatcher[Q any](single func(context.Context, Q) (*maps.Response, error), batch func(context.Context, []Q) (*maps.BatchResponse, error), _ time.Duration, max int) *batcher[Q] {
 	if max <= 0 || max > DefaultBatchMax {
 		max = DefaultBatchMax
 	}
-	return &batcher[Q]{single: single, batch: batch, window: window, max: max}
+	return &batcher[Q]{single: single, batch: batch, max: max}
 }
 
-// do answers q, through a batch when the endpoint takes batches.
+// do answers q by a single call or through a batch.
 func (b *batcher[Q]) do(ctx context.Context, q Q) (*maps.Response, error) {
 	if b.refused.Load() {
 		return b.single(ctx, q)
 	}
-	w := &batchWaiter[Q]{q: q, ctx: ctx, done: make(chan batchAnswer, 1)}
 	b.mu.Lock()
+	if len(b.pending) == 0 && b.inFlight < maxCallsInFlight {
+		b.inFlight++
+		b.mu.Unlock()
+		start := time.Now()
+		resp, err := b.single(maps.WithoutRateWait(ctx), q)
+		var rl *maps.RateLimitedError
+		if !errors.As(err, &rl) {
+			b.ended(start)
+			return resp, err
+		}
+		b.mu.Lock()
+		if rl.Wait < b.latency {
+			// Cheaper than waiting for the next batch: keep the call
+			// (it stays counted in flight) and wait for the slot.
+			b.mu.Unlock()
+			resp, err := b.single(ctx, q)
+			b.ended(time.Time{})
+			return resp, err
+		}
+		b.inFlight--
+	}
+	w := &batchWaiter[Q]{q: q, ctx: ctx, done: make(chan batchAnswer, 1)}
 	b.pending = append(b.pending, w)
-	switch {
-	case len(b.pending) >= b.max:
+	if b.inFlight == 0 {
 		b.flushLocked()
-	case len(b.pending) == 1:
-		b.due = false
-		b.timer = time.AfterFunc(b.window, b.flush)
 	}
 	b.mu.Unlock()
 	select {
@@ -108,70 +128,84 @@ func (b *batcher[Q]) do(ctx context.Context, q Q) (*maps.Response, error) {
 		if errors.Is(a.err, errBatchRefused) {
 			return b.single(ctx, q)
 		}
-		if a.err != nil {
-			return nil, a.err
-		}
-		return &maps.Response{StatusCode: http.StatusOK, RequestID: a.requestID, Body: a.body}, nil
+		return a.resp, a.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// flush is called when the window of the pending requests has passed.
-func (b *batcher[Q]) flush() {
+// ended notes the end of a call begun at start (zero if it waited for a
+// rate slot: its time is not the service's) and sends what has gathered
+// meanwhile.
+func (b *batcher[Q]) ended(start time.Time) {
 	b.mu.Lock()
-	b.due = true
+	defer b.mu.Unlock()
+	b.inFlight--
+	if !start.IsZero() {
+		d := time.Since(start)
+		if b.latency == 0 {
+			b.latency = d
+		} else {
+			b.latency += (d - b.latency) / 8
+		}
+	}
 	b.flushLocked()
-	b.mu.Unlock()
 }
 
-// flushLocked sends up to max pending requests on a goroutine of their own,
-// unless maxBatchesInFlight batches are under way: then the requests wait
-// for one of them to end, and gather meanwhile.
+// flushLocked sends up to max pending requests as one call, on a goroutine
+// of its own, unless maxCallsInFlight calls are under way.
 func (b *batcher[Q]) flushLocked() {
-	if len(b.pending) == 0 || b.inFlight >= maxBatchesInFlight {
+	if len(b.pending) == 0 || b.inFlight >= maxCallsInFlight {
 		return
-	}
-	if b.timer != nil {
-		b.timer.Stop()
-		b.timer = nil
 	}
 	n := min(len(b.pending), b.max)
 	ws := b.pending[:n:n]
 	b.pending = append([]*batchWaiter[Q](nil), b.pending[n:]...)
 	b.inFlight++
-	go func() {
-		b.send(ws)
-		b.mu.Lock()
-		b.inFlight--
-		if len(b.pending) > 0 && (b.due || len(b.pending) >= b.max) {
-			b.flushLocked()
-		} else if len(b.pending) > 0 && b.timer == nil {
-			b.timer = time.AfterFunc(b.window, b.flush)
-		}
-		b.mu.Unlock()
-	}()
+	go b.send(ws)
 }
 
+// send answers the waiters ws, as one batch call or a single call, and then
+// counts the call as ended.
 func (b *batcher[Q]) send(ws []*batchWaiter[Q]) {
-	// Drop the requests whose callers have gone (shutdown); if none is
-	// left, there is nothing to send.
+	// Drop the requests whose callers have gone (shutdown).
 	live := ws[:0]
 	for _, w := range ws {
 		if w.ctx.Err() == nil {
 			live = append(live, w)
 		}
 	}
-	if len(live) == 0 {
-		return
-	}
-	if len(live) == 1 || b.refused.Load() {
-		// One request needs no batch: a single call is cheaper to answer.
+	switch {
+	case len(live) == 0:
+		b.ended(time.Time{})
+	case b.refused.Load():
 		for _, w := range live {
 			w.done <- batchAnswer{err: errBatchRefused}
 		}
+		b.ended(time.Time{})
+	case len(live) == 1:
+		// One request needs no batch: a single call is cheaper to answer
+		// and leaves the batch rate for larger batches.
+		w := live[0]
+		resp, err := b.single(w.ctx, w.q)
+		w.done <- batchAnswer{resp: resp, err: err}
+		b.ended(time.Time{})
+	default:
+		b.sendBatch(live)
+	}
+}
+
+// requeue puts ws back at the head of the pending requests.
+func (b *batcher[Q]) requeue(ws []*batchWaiter[Q]) {
+	if len(ws) == 0 {
 		return
 	}
+	b.mu.Lock()
+	b.pending = append(ws[:len(ws):len(ws)], b.pending...)
+	b.mu.Unlock()
+}
+
+func (b *batcher[Q]) sendBatch(live []*batchWaiter[Q]) {
 	// The batch serves several callers: it is not cut short by one of
 	// them leaving, only by its own timeout.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), batchTimeout)
@@ -180,9 +214,31 @@ func (b *batcher[Q]) send(ws []*batchWaiter[Q]) {
 	for i, w := range live {
 		qs[i] = w.q
 	}
+	start := time.Now()
+	resp, err := b.batch(maps.WithoutRateWait(ctx), qs)
+	var rl *maps.RateLimitedError
+	if errors.As(err, &rl) {
+		b.mu.Lock()
+		wait := rl.Wait < b.latency
+		b.mu.Unlock()
+		if !wait {
+			// The batch rate is spent for a while: the first request
+			// goes alone and the others gather for the next turn.
+			b.requeue(live[1:])
+			b.send(live[:1])
+			return
+		}
+		start = time.Time{}
+		resp, err = b.batch(ctx, qs)
+	}
 	b.batches.Add(1)
 	b.items.Add(int64(len(qs)))
-	resp, err := b.batch(ctx, qs)
+	b.answer(live, resp, err)
+	b.ended(start)
+}
+
+// answer gives each waiter its item of resp, or err.
+func (b *batcher[Q]) answer(live []*batchWaiter[Q], resp *maps.BatchResponse, err error) {
 	if err != nil {
 		var re *azcore.ResponseError
 		if errors.As(err, &re) {
@@ -209,7 +265,7 @@ func (b *batcher[Q]) send(ws []*batchWaiter[Q]) {
 			w.done <- batchAnswer{err: classifyItem(it.Err, resp.RequestID)}
 			continue
 		}
-		w.done <- batchAnswer{body: it.Body, requestID: resp.RequestID}
+		w.done <- batchAnswer{resp: &maps.Response{StatusCode: http.StatusOK, RequestID: resp.RequestID, Body: it.Body}}
 	}
 }
 

@@ -1,6 +1,8 @@
 package maps
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -45,6 +47,31 @@ func apiOfPath(p string) string {
 	return ""
 }
 
+type noRateWaitKey struct{}
+
+// WithoutRateWait returns a copy of ctx under which a call is sent only if
+// its API has a free rate slot now: otherwise the call fails at once with a
+// *RateLimitedError, nothing is sent and no slot is taken. A caller that can
+// serve the request another way (a batch) uses it to learn whether a single
+// call would have to wait. Without client-side rate limits every call goes.
+func WithoutRateWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRateWaitKey{}, true)
+}
+
+// RateLimitedError is the error of a call made under WithoutRateWait when its
+// API has no free rate slot. Wait is how long the call would have waited.
+type RateLimitedError struct {
+	API  string
+	Wait time.Duration
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("maps: no free %s rate slot for %v", e.API, e.Wait)
+}
+
+// NonRetriable tells azcore's retry policy not to retry the call.
+func (e *RateLimitedError) NonRetriable() {}
+
 // rateLimitPolicy paces the requests to each API so that none is sent above
 // its limit, and backs off when Azure Maps answers 429 anyway (the limits are
 // per account, shared by every instance): the rate is halved, no request is
@@ -77,6 +104,12 @@ func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
 		return req.Next()
 	}
 	ctx := req.Raw().Context()
+	if noWait, _ := ctx.Value(noRateWaitKey{}).(bool); noWait {
+		if d := l.tryReserve(); d > 0 {
+			return nil, &RateLimitedError{API: apiOfPath(req.Raw().URL.Path), Wait: d}
+		}
+		return p.send(req, l)
+	}
 	for {
 		d, gen := l.reserve()
 		if d <= 0 {
@@ -95,6 +128,11 @@ func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
 		}
 		// A 429 came meanwhile: the slot was taken at the old rate.
 	}
+	return p.send(req, l)
+}
+
+// send sends req in the slot taken, and cuts l's rate on a 429.
+func (p *rateLimitPolicy) send(req *policy.Request, l *limiter) (*http.Response, error) {
 	resp, err := req.Next()
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 		l.throttled(RetryAfter(&azcore.ResponseError{RawResponse: resp}))
@@ -137,6 +175,11 @@ func (l *limiter) reserve() (time.Duration, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	return l.take(now).Sub(now), l.gen
+}
+
+// take takes the next free slot, at now or later, and returns its time.
+func (l *limiter) take(now time.Time) time.Time {
 	if l.rate < l.limit {
 		l.rate = min(l.limit, l.rate+l.limit*recoverPerSecond*now.Sub(l.grown).Seconds())
 		l.grown = now
@@ -146,7 +189,20 @@ func (l *limiter) reserve() (time.Duration, int) {
 		slot = now
 	}
 	l.next = slot.Add(time.Duration(float64(time.Second) / l.rate))
-	return slot.Sub(now), l.gen
+	return slot
+}
+
+// tryReserve takes the next slot if it is due now and returns 0; otherwise it
+// takes nothing and returns how long until the slot.
+func (l *limiter) tryReserve() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if d := l.next.Sub(now); d > 0 {
+		return d
+	}
+	l.take(now)
+	return 0
 }
 
 // cancel gives back the last slot when its request was not sent. Slots

@@ -2,6 +2,7 @@ package maps
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -156,5 +157,50 @@ func TestRateLimitBacksOff(t *testing.T) {
 	// Without backing off, 50/s against 20/s would be 60% throttled.
 	if st.Status429*10 > st.Requests {
 		t.Errorf("%d of %d requests throttled", st.Status429, st.Requests)
+	}
+}
+
+// TestWithoutRateWait: under WithoutRateWait a call with no free slot fails
+// at once with the wait it would have had and sends nothing; a call with a
+// free slot goes.
+func TestWithoutRateWait(t *testing.T) {
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	c := rateLimitedClient(t, s, 2) // a slot every 500 ms
+	route := RouteRequest{Waypoints: []Position{{Lat: 47.6303, Lon: -122.1387}, {Lat: 47.6101, Lon: -122.2015}}}
+	ctx := WithoutRateWait(context.Background())
+	if _, err := c.RouteDirections(ctx, route); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	for range 3 {
+		_, err := c.RouteDirections(ctx, route)
+		var rl *RateLimitedError
+		if !errors.As(err, &rl) || rl.API != APIRoute || rl.Wait <= 0 || rl.Wait > 500*time.Millisecond {
+			t.Fatalf("second call: %v (%#v), want a *RateLimitedError with a wait in (0, 500ms]", err, rl)
+		}
+	}
+	if n := s.Stats().Requests; n != 1 {
+		t.Errorf("the emulator saw %d requests, want 1", n)
+	}
+}
+
+// A refused try takes no slot: the next reservation is the one it saw.
+func TestLimiterTryReserve(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	l := newLimiter(10, clk.now)
+	if d := l.tryReserve(); d != 0 {
+		t.Fatalf("first slot: wait %v, want 0", d)
+	}
+	for range 2 {
+		if d := l.tryReserve(); d != 100*time.Millisecond {
+			t.Fatalf("busy: wait %v, want 100ms", d)
+		}
+	}
+	clk.t = clk.t.Add(100 * time.Millisecond)
+	if d := l.tryReserve(); d != 0 {
+		t.Fatalf("after 100ms: wait %v, want 0", d)
+	}
+	if d, _ := l.reserve(); d != 100*time.Millisecond {
+		t.Fatalf("reserve after a try: wait %v, want 100ms", d)
 	}
 }
