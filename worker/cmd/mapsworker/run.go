@@ -75,9 +75,25 @@ func (a *app) mapsClient() (*maps.Client, error) {
 
 func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.Usage = usageFor(fs, "run", "Work the request queue until stopped (the WebJob's job).",
-		"mapsworker run")
+	var limits runLimits
+	fs.BoolVar(&limits.UntilEmpty, "until-empty", false, "stop when the queue has stayed empty for --idle-grace (a Container Apps job, a KEDA ScaledJob)")
+	fs.DurationVar(&limits.IdleGrace, "idle-grace", defaultIdleGrace, "with --until-empty: how long the queue must stay empty; also how long an environment fault may last with no progress")
+	fs.Int64Var(&limits.MaxMessages, "max-messages", 0, "stop after taking this many messages (0: no bound)")
+	fs.DurationVar(&limits.MaxDuration, "max-duration", 0, "stop taking messages after this long, then drain (0: no bound)")
+	fs.Usage = usageFor(fs, "run [--until-empty [--idle-grace D]] [--max-messages N] [--max-duration D]",
+		"Work the request queue until stopped (the WebJob's job), or, bounded, until it stays empty or a\n"+
+			"bound is reached; then drain as at a stop. Exit status: 0 done (stopped, empty, or a bound\n"+
+			"reached), 1 stopped by a fault (with --until-empty: an environment fault that lasted the idle\n"+
+			"grace with no progress), 3 bad settings or flags.",
+		"mapsworker run",
+		"mapsworker run --until-empty --idle-grace 30s --max-duration 10m")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{exitSettings, ""} // the flag package has said what is wrong
+	}
+	if err := limits.validate(); err != nil {
 		return err
 	}
 	a, err := newApp(true)
@@ -100,6 +116,9 @@ func cmdRun(args []string) error {
 		"concurrency", s.Concurrency, "maxDequeueCount", s.MaxDequeueCount, "lease", s.Lease,
 		"maxPollInterval", s.MaxPollInterval, "drainTimeout", s.DrainTimeout,
 		"batch", s.Batch, "rateLimits", rateLimitsText(s.RateLimits))
+	if attrs := limits.describe(); attrs != nil {
+		a.log.Info("bounded run", attrs...)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -119,26 +138,41 @@ func cmdRun(args []string) error {
 	}
 
 	handler := jobs.NewHandler(client, &jobs.HandlerOptions{Batch: s.Batch})
-	eng := worker.New(a.storage.Requests, a.storage.Poison, a.storage.Results, handler, &worker.Options{
+	var queue worker.Queue = a.storage.Requests
+	var once *runOnce
+	var onOutcome func(worker.Outcome)
+	if limits.bounded() {
+		once = newRunOnce(limits, nil)
+		queue, onOutcome = once.queue(queue), once.settled
+	}
+	eng := worker.New(queue, a.storage.Poison, a.storage.Results, handler, &worker.Options{
 		Concurrency:     s.Concurrency,
 		MaxDequeueCount: s.MaxDequeueCount,
 		Lease:           s.Lease,
-		MaxPollInterval: s.MaxPollInterval,
+		MaxPollInterval: limits.pollCap(s.MaxPollInterval),
 		Logger:          a.log,
 		SummaryAttrs:    a.maps.summaryAttrs,
+		OnOutcome:       onOutcome,
 	})
 	runErr := make(chan error, 1)
 	// The engine runs on its own context: a stop is a Shutdown with a drain
 	// budget, not a cancellation that would cut deletes short.
 	go func() { runErr <- eng.Run(context.Background()) }()
+	ended := make(chan runEnd, 1)
+	if once != nil {
+		go once.watch(ctx, eng.IdleFor, 100*time.Millisecond, ended)
+	}
 
+	var end runEnd
 	select {
 	case err := <-runErr:
 		return err
 	case <-ctx.Done():
+		end.reason = "stop requested"
+	case end = <-ended:
 	}
 	began := time.Now()
-	a.log.Info("stop requested; draining", "budget", s.DrainTimeout, "inFlight", eng.Stats().InFlight.Load())
+	a.log.Info(end.reason+"; draining", "budget", s.DrainTimeout, "inFlight", eng.Stats().InFlight.Load())
 	dctx, cancel := context.WithTimeout(context.Background(), s.DrainTimeout)
 	defer cancel()
 	err = eng.Shutdown(dctx)
@@ -151,6 +185,9 @@ func cmdRun(args []string) error {
 		a.log.Info("stopped", "took", time.Since(began).Round(time.Millisecond),
 			"succeeded", st.Succeeded.Load()+st.Duplicates.Load(), "poisoned", st.Poisoned.Load(),
 			"released", st.Released.Load()+st.Paused.Load()+st.Stopped.Load())
+	}
+	if end.code != exitDone {
+		return &exitError{end.code, "stopped by a fault: " + end.err}
 	}
 	return nil
 }
