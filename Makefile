@@ -8,21 +8,34 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 AZURITE   := azurite/node_modules/azurite/dist/src/azurite.js
 BENCHTIME ?= 1x
 FUZZTIME  ?= 30s
+# CROSS are the platforms besides this one that `make test` vets and builds
+# for: developers' Macs, Windows, arm64 Linux.
+CROSS     ?= darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 
-.PHONY: all build package run test bench fuzz deps vet fmt clean
+.PHONY: all build package run test bench fuzz deps vet crossbuild fmt clean
 
 all: build
 
+# progress runs the command $(2) and, while it runs, says every 10 s that it
+# is still $(1): a first run downloads and compiles for minutes.
+progress = start=$$(date +%s); \
+	( while sleep 10; do echo "   … still $(1) ($$(( $$(date +%s) - start ))s)"; done ) & beat=$$!; \
+	$(2); rc=$$?; kill $$beat 2>/dev/null; exit $$rc
+
 # deps installs the pinned Azurite and downloads the Go modules.
 deps: $(AZURITE)
-	$(GO) mod download
+	@echo "==> Go modules (go mod download; the first time about 150 MB)"
+	@$(call progress,downloading Go modules,$(GO) mod download)
 
 $(AZURITE): azurite/package.json azurite/package-lock.json
-	cd azurite && npm ci --no-audit --no-fund --loglevel=error
+	@echo "==> installing Azurite and Node.js 22 into azurite/node_modules (npm ci; the first time about 550 MB, a minute)"
+	@$(call progress,installing Azurite,cd azurite && npm ci --no-audit --no-fund --loglevel=error)
 	@touch $@
 
+# build writes bin/mapsworker and bin/localrun (make run's orchestrator).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/mapsworker ./worker/cmd/mapsworker
+	@echo "==> building bin/mapsworker and bin/localrun (go build; the first time a minute or two)"
+	@$(call progress,compiling,$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./worker/cmd/mapsworker ./worker/cmd/localrun)
 
 # package cross-builds for App Service (Windows) and writes the WebJob zip with
 # run.cmd, settings.job and mapsworker.exe at its root.
@@ -36,13 +49,20 @@ package:
 # run starts Azurite, the Azure Maps emulator and the worker, enqueues sample
 # requests of every kind, prints their results, and runs until Ctrl-C.
 run: deps build
-	$(GO) run ./worker/cmd/localrun
+	@bin/localrun
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null)" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-test: deps vet
+# crossbuild vets and builds every package for the CROSS platforms.
+crossbuild:
+	@for p in $(CROSS); do \
+		echo "==> go vet and go build for $$p"; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... && GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... || exit 1; \
+	done
+
+test: deps vet crossbuild
 	$(GO) test -count=1 -timeout 9m ./...
 
 # bench measures throughput against the storage floor, Maps calls and
