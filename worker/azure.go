@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
@@ -42,8 +44,47 @@ type StorageOptions struct {
 	Queue string
 	// Container holds the results. Default "maps-results".
 	Container string
-	// ClientOptions apply to both clients (transport, retry, logging).
+	// ClientOptions apply to both clients (transport, retry, logging). A
+	// zero Retry.TryTimeout becomes DefaultStorageTryTimeout, and a nil
+	// Transport one that never follows a redirect.
 	ClientOptions azcore.ClientOptions
+}
+
+// DefaultStorageTryTimeout bounds each try of a storage request, so that a
+// storage front end that accepts a request and never answers costs a try,
+// not the worker.
+const DefaultStorageTryTimeout = 15 * time.Second
+
+// clientOptions returns the azcore options with the defaults filled in.
+func (o *StorageOptions) clientOptions() azcore.ClientOptions {
+	var co azcore.ClientOptions
+	if o != nil {
+		co = o.ClientOptions
+	}
+	if co.Retry.TryTimeout == 0 {
+		co.Retry.TryTimeout = DefaultStorageTryTimeout
+	}
+	if co.Transport == nil {
+		co.Transport = NoRedirectClient()
+	}
+	return co
+}
+
+// NoRedirectClient returns an HTTP client that never follows a redirect: a
+// 3xx answer is returned as it is. Go's client forwards headers on a
+// redirect to the same host even over plain http, and custom headers (a
+// shared key) to any host; Azure's data planes do not redirect, so no
+// credential has a reason to cross one.
+func NoRedirectClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Enough idle connections for a full prefetch in flight at once.
+	tr.MaxIdleConnsPerHost = 128
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
 
 func (o *StorageOptions) names() (queue, container string) {
@@ -60,10 +101,7 @@ func (o *StorageOptions) names() (queue, container string) {
 // NewStorageFromConnectionString connects with a storage connection string
 // (Azurite's, or an account key for development).
 func NewStorageFromConnectionString(conn string, opts *StorageOptions) (*Storage, error) {
-	var co azcore.ClientOptions
-	if opts != nil {
-		co = opts.ClientOptions
-	}
+	co := opts.clientOptions()
 	qs, err := azqueue.NewServiceClientFromConnectionString(conn, &azqueue.ClientOptions{ClientOptions: co})
 	if err != nil {
 		return nil, fmt.Errorf("AzureWebJobsStorage: %w", redactErr(err))
@@ -78,10 +116,7 @@ func NewStorageFromConnectionString(conn string, opts *StorageOptions) (*Storage
 // NewStorage connects to the queue and blob services with an Entra
 // credential (identity-based connection: no secret in configuration).
 func NewStorage(queueServiceURL, blobServiceURL string, cred azcore.TokenCredential, opts *StorageOptions) (*Storage, error) {
-	var co azcore.ClientOptions
-	if opts != nil {
-		co = opts.ClientOptions
-	}
+	co := opts.clientOptions()
 	qs, err := azqueue.NewServiceClient(queueServiceURL, cred, &azqueue.ClientOptions{ClientOptions: co})
 	if err != nil {
 		return nil, err
@@ -172,13 +207,46 @@ func (q *AzureQueue) Receive(ctx context.Context, n int, visibility time.Duratio
 		if m.InsertionTime != nil {
 			msg.InsertedAt = m.InsertionTime.UTC()
 		}
+		if m.ExpirationTime != nil && m.ExpirationTime.Year() < neverExpires {
+			msg.ExpiresAt = m.ExpirationTime.UTC()
+		}
 		out = append(out, msg)
 	}
 	return out, nil
 }
 
-// Update implements Queue.
+// neverExpires is the year from which an expiry time means "never": the
+// service reports 9999-12-31 for a time-to-live of -1.
+const neverExpires = 9999
+
+// Peek implements Queue.
+func (q *AzureQueue) Peek(ctx context.Context, n int) ([]*Message, error) {
+	resp, err := q.c.PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(min(max(n, 1), 32)))})
+	if err != nil {
+		return nil, redactErr(err)
+	}
+	out := make([]*Message, 0, len(resp.Messages))
+	for _, m := range resp.Messages {
+		msg := &Message{ID: deref(m.MessageID), Text: deref(m.MessageText)}
+		if m.DequeueCount != nil {
+			msg.DequeueCount = *m.DequeueCount
+		}
+		if m.InsertionTime != nil {
+			msg.InsertedAt = m.InsertionTime.UTC()
+		}
+		if m.ExpirationTime != nil && m.ExpirationTime.Year() < neverExpires {
+			msg.ExpiresAt = m.ExpirationTime.UTC()
+		}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// Update implements Queue. azcore's retry is off for it: an update whose
+// answer was lost may have changed the pop receipt, and a retry with the old
+// one would be refused as if the message were gone.
 func (q *AzureQueue) Update(ctx context.Context, id, popReceipt, text string, visibility time.Duration) (string, error) {
+	ctx = policy.WithRetryOptions(ctx, policy.RetryOptions{MaxRetries: -1, TryTimeout: DefaultStorageTryTimeout})
 	resp, err := q.c.UpdateMessage(ctx, id, popReceipt, text, &azqueue.UpdateMessageOptions{
 		VisibilityTimeout: to.Ptr(seconds(visibility, 0)),
 	})
@@ -240,6 +308,10 @@ const statusKey = "status"
 
 // Put implements Results. The conditional create (If-None-Match: *) makes
 // writing idempotent at no extra cost: 409 BlobAlreadyExists means done.
+// A failed result gives way to any later outcome (a replayed message) and a
+// succeeded one is final; every replacement is conditional on the ETag just
+// read, and a lost race is decided again on what the winner wrote, so a
+// success is never overwritten by a failure.
 func (r *AzureResults) Put(ctx context.Context, name string, doc []byte, failed bool) error {
 	status := StatusSucceeded
 	if failed {
@@ -254,27 +326,57 @@ func (r *AzureResults) Put(ctx context.Context, name string, doc []byte, failed 
 		}},
 	}
 	_, err := b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
-	if err == nil {
-		return nil
+	for range 8 {
+		switch {
+		case err == nil:
+			return nil
+		case bloberror.HasCode(err, bloberror.BlobAlreadyExists, bloberror.ConditionNotMet) || isStatus(err, http.StatusPreconditionFailed):
+		case bloberror.HasCode(err, bloberror.BlobNotFound):
+			// Deleted since we looked: create it again.
+			opts.AccessConditions.ModifiedAccessConditions = &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}
+			_, err = b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
+			continue
+		default:
+			return redactErr(err)
+		}
+		// Written by someone else: decide on what is there now.
+		props, perr := b.GetProperties(ctx, nil)
+		if perr != nil {
+			if bloberror.HasCode(perr, bloberror.BlobNotFound) || isStatus(perr, http.StatusNotFound) {
+				err = perr
+				continue
+			}
+			return redactErr(perr)
+		}
+		if metaStatus(props.Metadata) != StatusFailed {
+			return ErrResultExists
+		}
+		opts.AccessConditions.ModifiedAccessConditions = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
+		_, err = b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
 	}
-	if !bloberror.HasCode(err, bloberror.BlobAlreadyExists) {
-		return redactErr(err)
-	}
-	// Written before. A failed result gives way to any later outcome (a
-	// replayed message); a succeeded one is final.
-	props, err := b.GetProperties(ctx, nil)
-	if err != nil {
-		return redactErr(err)
-	}
-	if metaStatus(props.Metadata) != StatusFailed {
-		return ErrResultExists
-	}
-	opts.AccessConditions.ModifiedAccessConditions = &blob.ModifiedAccessConditions{IfMatch: props.ETag}
-	_, err = b.Upload(ctx, streaming.NopCloser(bytes.NewReader(doc)), opts)
-	if bloberror.HasCode(err, bloberror.ConditionNotMet) {
-		return ErrResultExists
-	}
+	return fmt.Errorf("storage: result %s kept changing under concurrent writers", name)
+}
+
+// PutText implements Results.
+func (r *AzureResults) PutText(ctx context.Context, name, text string) error {
+	_, err := r.c.NewBlockBlobClient(name).Upload(ctx, streaming.NopCloser(strings.NewReader(text)), &blockblob.UploadOptions{
+		HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("text/plain; charset=utf-8")},
+	})
 	return redactErr(err)
+}
+
+// Text returns the text of a blob PutText wrote.
+func (r *AzureResults) Text(ctx context.Context, name string) (string, error) {
+	resp, err := r.c.NewBlobClient(name).DownloadStream(ctx, nil)
+	if err != nil {
+		return "", redactErr(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	return b.String(), nil
 }
 
 // Succeeded implements Results.
@@ -358,6 +460,12 @@ func (e *storageErr) Error() string {
 }
 
 func (e *storageErr) Unwrap() error { return e.err }
+
+// Is reports a refusal of the request for what it is: 400 (bad request,
+// e.g. an invalid text) and 413 (too large). Sending it again cannot help.
+func (e *storageErr) Is(target error) bool {
+	return target == ErrRefused && (e.status == http.StatusBadRequest || e.status == http.StatusRequestEntityTooLarge)
+}
 
 // cleanErr is an error with a message of our own making.
 type cleanErr struct {

@@ -1,75 +1,67 @@
 package worker
 
 import (
+	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+func okProbe(context.Context) error { return nil }
+
 func TestBreaker(t *testing.T) {
-	b := newBreaker(50*time.Millisecond, 200*time.Millisecond, time.Minute)
-	if wait, probe := b.admit(); wait != 0 || probe {
-		t.Fatalf("closed breaker: wait %v probe %v", wait, probe)
-	}
-	pause, first := b.trip(0)
-	if !first || pause <= 0 || pause > 50*time.Millisecond {
-		t.Fatalf("first trip: pause %v first %v", pause, first)
-	}
-	if wait, _ := b.admit(); wait <= 0 {
-		t.Fatalf("open breaker admits at once")
-	}
-	if _, first := b.trip(0); first {
-		t.Fatalf("second trip reported as first")
-	}
-	// Retry-After above the cap is honoured.
-	if pause, _ := b.trip(time.Second); pause < 900*time.Millisecond {
-		t.Fatalf("Retry-After 1s gave a pause of %v", pause)
-	}
-	b.openUntil = time.Now() // the pause is over
-	if wait, probe := b.admit(); wait != 0 || !probe {
-		t.Fatalf("after the pause: wait %v probe %v, want a probe", wait, probe)
-	}
-	if wait, probe := b.admit(); wait >= 0 || probe {
-		t.Fatalf("while the probe is out: wait %v probe %v, want to wait for it", wait, probe)
-	}
-	if !b.succeed() {
-		t.Fatal("succeed did not report the breaker open")
-	}
-	if wait, probe := b.admit(); wait != 0 || probe || b.open() != 0 {
-		t.Fatalf("closed again: wait %v probe %v", wait, probe)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(time.Second, 8*time.Second)
+		if wait, probe := b.due(); wait != 0 || probe != nil {
+			t.Fatalf("closed breaker: wait %v probe %v", wait, probe != nil)
+		}
+		pause, first := b.trip(0, okProbe)
+		if !first || pause != time.Second {
+			t.Fatalf("first trip: pause %v first %v", pause, first)
+		}
+		if wait, probe := b.due(); wait <= 0 || probe != nil {
+			t.Fatalf("open breaker: wait %v probe %v", wait, probe != nil)
+		}
+		time.Sleep(time.Second)
+		wait, probe := b.due()
+		if wait != 0 || probe == nil {
+			t.Fatalf("after the pause: wait %v probe %v, want the probe", wait, probe != nil)
+		}
+		if d, open := b.remaining(); !open || d != 0 {
+			t.Fatalf("while probing: remaining %v open %v, want open", d, open)
+		}
+		if !b.close() {
+			t.Fatal("close did not report an episode")
+		}
+		if wait, probe := b.due(); wait != 0 || probe != nil {
+			t.Fatalf("closed again: wait %v probe %v", wait, probe != nil)
+		}
+	})
 }
 
-func TestBreakerPauseGrowsToCap(t *testing.T) {
-	b := newBreaker(time.Second, 8*time.Second, time.Minute)
-	var last time.Duration
-	for i := range 6 {
-		b.openUntil = time.Time{}
-		pause, _ := b.trip(0)
-		if pause < last || pause > 8*time.Second+time.Millisecond {
-			t.Fatalf("trip %d: pause %v after %v", i+1, pause, last)
+// A burst of faults from every message in flight is one episode: the pause
+// stays at its shortest. Only failed probes make it grow, up to the cap;
+// Retry-After is honoured above the cap.
+func TestBreakerGrowsPerEpisode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBreaker(time.Second, 8*time.Second)
+		for i := range 16 {
+			if pause, first := b.trip(0, okProbe); pause > time.Second || first != (i == 0) {
+				t.Fatalf("fault %d of a burst: pause %v first %v", i+1, pause, first)
+			}
 		}
-		last = pause
-	}
-	if last < 7*time.Second {
-		t.Fatalf("pause did not reach the cap: %v", last)
-	}
-}
-
-func TestOutageCountsDistinctMessages(t *testing.T) {
-	var d outageDetector
-	for range 10 {
-		if d.failure("a") || d.failure("b") {
-			t.Fatal("two messages failing again and again look like an outage")
+		want := []time.Duration{2, 4, 8, 8, 8}
+		for i, w := range want {
+			if p := b.failed(0); p != w*time.Second {
+				t.Fatalf("failed probe %d: pause %v, want %v", i+1, p, w*time.Second)
+			}
 		}
-	}
-	for _, id := range []string{"c", "d"} {
-		d.failure(id)
-	}
-	if !d.failure("e") {
-		t.Fatal("five different messages failing in a row is not an outage")
-	}
-	d.success()
-	if d.failure("f") {
-		t.Fatal("a success did not end the outage")
-	}
+		if p := b.failed(30 * time.Second); p != 30*time.Second {
+			t.Fatalf("Retry-After 30s: pause %v", p)
+		}
+		b.close()
+		if p, first := b.trip(0, okProbe); p != time.Second || !first {
+			t.Fatalf("new episode: pause %v first %v", p, first)
+		}
+	})
 }

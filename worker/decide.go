@@ -2,7 +2,6 @@ package worker
 
 import (
 	"math/rand/v2"
-	"sync"
 	"time"
 )
 
@@ -22,12 +21,14 @@ func (a Action) String() string {
 
 // Decide is the one place that turns an error's class into what happens to
 // the message. attempts counts the deliveries that were the message's own;
-// outage says that transient failures have hit many messages in a row with
-// no success between them: then the downstream is down, which is not this
-// message's fault, and its attempts are not spent on it.
+// outage says that the downstream is down: nothing of the message's kind
+// succeeded since its attempt began, and a probe of the downstream (a
+// request that is not a message's) failed too. Then the failure is not this
+// message's fault, and its attempts are not spent on it. Had anything of its
+// kind succeeded meanwhile, the failure is the message's own, and it counts.
 func Decide(err error, attempts, maxAttempts int64, outage bool) Action {
 	switch ClassOf(err) {
-	case ClassInvalid, ClassRejected:
+	case ClassInvalid, ClassRejected, ClassExpiring:
 		return Poison
 	case ClassEnvironment:
 		return Pause
@@ -60,38 +61,4 @@ func jitter(d time.Duration, frac float64) time.Duration {
 		return d
 	}
 	return time.Duration(float64(d) * (1 - frac + 2*frac*rand.Float64()))
-}
-
-// outageThreshold is how many different messages must fail transiently,
-// with no success between, before the engine treats it as an outage. Counting
-// distinct messages keeps a few poisonous ones, failing again and again, from
-// looking like an outage.
-const outageThreshold = 5
-
-// outageDetector tracks the messages that failed transiently since the last
-// success.
-type outageDetector struct {
-	mu     sync.Mutex
-	failed map[string]struct{}
-}
-
-// failure records a transient failure of message id and reports whether it
-// is part of an outage.
-func (d *outageDetector) failure(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.failed == nil {
-		d.failed = make(map[string]struct{}, outageThreshold)
-	}
-	if len(d.failed) < outageThreshold {
-		d.failed[id] = struct{}{}
-	}
-	return len(d.failed) >= outageThreshold
-}
-
-// success ends a streak.
-func (d *outageDetector) success() {
-	d.mu.Lock()
-	clear(d.failed)
-	d.mu.Unlock()
 }

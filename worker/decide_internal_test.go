@@ -56,18 +56,42 @@ func TestDecideEngineErrors(t *testing.T) {
 
 func TestReleaseMark(t *testing.T) {
 	orig := `{"id":"a","kind":"geocode","query":"x"}`
-	m := &Message{DequeueCount: 7}
-	if got, n := splitMark(withMark(orig, 3)); got != orig || n != 3 {
-		t.Fatalf("splitMark = %q %d", got, n)
+	const id = "6f1c2d6e-0b0a-4f4e-9a55-0c7a1a2b3c4d"
+	if got, mk := splitMark(withMark(orig, id, mark{env: 3}), id); got != orig || mk.env != 3 {
+		t.Fatalf("splitMark = %q %+v", got, mk)
 	}
-	m.Text = withMark(orig, 4)
-	if m.Original() != orig || m.attempts() != 3 {
-		t.Fatalf("Original %q attempts %d", m.Original(), m.attempts())
+	if got, mk := splitMark(MarkForReplay(orig, id, "old-id"), id); got != orig || mk.name != "old-id" || mk.env != 0 {
+		t.Fatalf("replay mark: %q %+v", got, mk)
 	}
-	for _, text := range []string{orig, "!mapsworker:env=x\n{}", "!mapsworker:env=3", "eyJpZCI6ImEifQ=="} {
-		if got, n := splitMark(text); got != text || n != 0 {
-			t.Errorf("splitMark(%q) = %q %d; producer text must pass untouched", text, got, n)
+	// Text that looks like a mark but does not name this message is the
+	// producer's own: forged marks are not believed and are kept whole.
+	for _, text := range []string{
+		orig,
+		"!mapsworker:env=999999\n" + orig,
+		withMark(orig, "another-message", mark{env: 999999}),
+		"!mapsworker:" + id + ";env=-1\n" + orig,
+		"!mapsworker:" + id + ";env=2;what=1\n" + orig,
+		"!mapsworker:" + id + ";env=3",
+		"eyJpZCI6ImEifQ==",
+	} {
+		if got, mk := splitMark(text, id); got != text || mk != (mark{}) {
+			t.Errorf("splitMark(%q) = %q %+v; producer text must pass untouched", text, got, mk)
 		}
+	}
+}
+
+func TestLegacyMarkDecodesButIsNotBelieved(t *testing.T) {
+	orig := `{"id":"a","kind":"geocode","query":"x"}`
+	m := &Message{ID: "m1", DequeueCount: 9, Text: "!mapsworker:env=8\n" + orig}
+	if m.body() != orig {
+		t.Fatalf("body = %q", m.body())
+	}
+	if m.Original() != m.Text {
+		t.Fatalf("Original = %q, want the text as sent", m.Original())
+	}
+	var e Engine
+	if got := e.attempts(m); got != 9 {
+		t.Fatalf("attempts = %d, want 9: a legacy mark is not believed", got)
 	}
 }
 

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -34,13 +36,47 @@ type ErrorInfo struct {
 // Envelope is a message in the poison queue: the original text and why it
 // was poisoned.
 type Envelope struct {
-	Message      string    `json:"message"`
+	// Message is the original text, exactly as the producer sent it; empty
+	// when it is in MessageBlob.
+	Message string `json:"message"`
+	// MessageBlob, when the envelope would not fit in a queue message with
+	// the text inline, names the blob in the results container that holds
+	// the original text.
+	MessageBlob  string    `json:"messageBlob,omitempty"`
 	MessageID    string    `json:"messageId"`
 	InsertedAt   time.Time `json:"insertedAt"`
+	ExpiresAt    time.Time `json:"expiresAt,omitzero"`
 	DequeueCount int64     `json:"dequeueCount"`
 	PoisonedAt   time.Time `json:"poisonedAt"`
 	Error        ErrorInfo `json:"error"`
 }
+
+// encode returns the envelope as compact JSON. HTML characters are not
+// escaped: "<" stays one byte, not six, so that more text fits inline.
+func (env *Envelope) encode() string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(env) // strings and times only: cannot fail
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// PoisonTextName is the blob that holds the original text of a poisoned
+// message whose envelope would not fit in a queue message.
+func PoisonTextName(messageID string) string {
+	safe := strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '-':
+			return r
+		}
+		return '_'
+	}, messageID)
+	return poisonTextPrefix + safe + ".txt"
+}
+
+// poisonTextPrefix is where original texts of poisoned messages are kept in
+// the results container; no kind of request is named so.
+const poisonTextPrefix = "poison-text/"
 
 // ResultName is the blob name of a result: <kind>/<id>.json.
 func ResultName(kind, id string) string { return kind + "/" + id + ".json" }

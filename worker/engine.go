@@ -22,9 +22,14 @@ import (
 type Queue interface {
 	// Receive dequeues up to max messages, invisible to others for visibility.
 	Receive(ctx context.Context, max int, visibility time.Duration) ([]*Message, error)
+	// Peek returns up to max visible messages without dequeuing them (no pop
+	// receipt, no delivery counted).
+	Peek(ctx context.Context, max int) ([]*Message, error)
 	// Update replaces the text and visibility of a message and returns the
 	// new pop receipt. It returns ErrMessageLost when the message was deleted
-	// or is leased by another consumer.
+	// or is leased by another consumer. It does not retry by itself: a try
+	// whose answer was lost may have taken effect, and a second try with the
+	// old pop receipt would then be refused as if the message were lost.
 	Update(ctx context.Context, id, popReceipt, text string, visibility time.Duration) (string, error)
 	// Delete removes a message. It returns ErrMessageLost as Update does.
 	Delete(ctx context.Context, id, popReceipt string) error
@@ -42,12 +47,19 @@ type Results interface {
 	Put(ctx context.Context, name string, doc []byte, failed bool) error
 	// Succeeded reports whether a succeeded result exists at name.
 	Succeeded(ctx context.Context, name string) (bool, error)
+	// PutText stores text at name, replacing what is there: the original
+	// text of a poisoned message whose envelope would not fit in a queue
+	// message.
+	PutText(ctx context.Context, name, text string) error
 }
 
 // Errors the storage adapters return.
 var (
 	ErrMessageLost  = errors.New("message lost: deleted, or leased by another consumer")
 	ErrResultExists = errors.New("a succeeded result exists already")
+	// ErrRefused marks a storage request refused for what it is (400, 413):
+	// sending it again cannot help, so it is never taken for an outage.
+	ErrRefused = errors.New("storage refused the request")
 )
 
 // Options configure an Engine. The zero value of each field takes the default.
@@ -57,14 +69,21 @@ type Options struct {
 	// Prefetch is how many dequeued messages may wait for a free worker,
 	// so that a dequeue can fetch a useful batch. Default min(Concurrency, 32).
 	Prefetch int
-	// MaxDequeueCount is the deliveries after which a message failing
-	// transiently is poisoned. Default 5.
+	// MaxDequeueCount is the deliveries that failed for the message's own
+	// reasons after which it is poisoned. Default 5.
 	MaxDequeueCount int64
+	// EnvironmentAllowance is how many more deliveries a message may have
+	// that ended in faults not its own (outages, stops). Past
+	// MaxDequeueCount + EnvironmentAllowance deliveries in all a message is
+	// poisoned whatever caused them, so that nothing cycles for ever.
+	// Default 20.
+	EnvironmentAllowance int64
 	// Lease is the visibility timeout of a dequeued message, renewed at
 	// half while the message is worked on. Default 2m.
 	Lease time.Duration
 	// MinPollInterval and MaxPollInterval bound the randomized exponential
 	// backoff of polls of an empty queue. Defaults 100ms and 1m.
+	// MaxPollInterval is also the longest pause of an outage.
 	MinPollInterval, MaxPollInterval time.Duration
 	// ReleaseDelay is the visibility delay of a message released after its
 	// first transient failure; it doubles with each attempt up to
@@ -74,11 +93,21 @@ type Options struct {
 	// errors (exponential from RetryBase, jittered). Defaults 250ms and 3.
 	RetryBase     time.Duration
 	RetryAttempts int
-	// StorageTimeout bounds each delete, release and poison move, which run
-	// on a context detached from shutdown so they are never cut short by it.
-	// Default 10s: a drain budget plus this stays inside the WebJobs
-	// runner's stopping_wait_time even while storage is down.
+	// TryTimeout bounds each try of a task and each probe of a downstream,
+	// so that a peer that accepts a request and never answers holds a slot
+	// for no longer. Default 30s.
+	TryTimeout time.Duration
+	// StorageTimeout bounds each storage call of the engine: receives,
+	// peeks, the redelivery check, and the deletes, releases and poison
+	// moves, which run on a context detached from shutdown so they are never
+	// cut short by it. Default 10s: a drain budget plus this stays inside
+	// the WebJobs runner's stopping_wait_time even while storage is down.
 	StorageTimeout time.Duration
+	// ExpiryMargin is how long before its time-to-live ends a released
+	// message becomes visible again at the latest; a message that cannot be
+	// released and worked again before it expires is poisoned (class
+	// expiring) instead. Default 30s.
+	ExpiryMargin time.Duration
 	// SummaryInterval is how often a summary line is logged at info while
 	// there was work. Default 1m; negative disables.
 	SummaryInterval time.Duration
@@ -107,6 +136,9 @@ func (o *Options) withDefaults() Options {
 	if c.MaxDequeueCount <= 0 {
 		c.MaxDequeueCount = 5
 	}
+	if c.EnvironmentAllowance <= 0 {
+		c.EnvironmentAllowance = 20
+	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
 	}
@@ -129,9 +161,18 @@ func (o *Options) withDefaults() Options {
 	if c.RetryAttempts <= 0 {
 		c.RetryAttempts = 3
 	}
+	if c.TryTimeout <= 0 {
+		c.TryTimeout = 30 * time.Second
+	}
 	if c.StorageTimeout <= 0 {
 		c.StorageTimeout = 10 * time.Second
 	}
+	if c.ExpiryMargin <= 0 {
+		c.ExpiryMargin = 30 * time.Second
+	}
+	// A message made visible ExpiryMargin before it expires must still have
+	// time to be dequeued and poisoned.
+	c.ExpiryMargin = max(c.ExpiryMargin, c.expirySafety()+5*time.Second)
 	if c.SummaryInterval == 0 {
 		c.SummaryInterval = time.Minute
 	}
@@ -140,6 +181,18 @@ func (o *Options) withDefaults() Options {
 	}
 	return c
 }
+
+// expirySafety is the time a delivery needs, before its message expires, to
+// poison it: the work of a delivery is cut off this long before expiry.
+func (o *Options) expirySafety() time.Duration { return 2*o.StorageTimeout + time.Second }
+
+// sweepInterval is how often a paused engine looks at the front of the queue
+// for messages about to expire.
+const sweepInterval = 5 * time.Second
+
+// probeFresh is how long the outcome of a downstream probe is trusted, so
+// that a burst of failures costs one probe.
+const probeFresh = 15 * time.Second
 
 // Outcome says how one delivery of a message was settled.
 type Outcome struct {
@@ -170,7 +223,15 @@ type Engine struct {
 	opts    Options
 	log     *slog.Logger
 	brk     *breaker
-	outage  outageDetector
+	health  health
+	flights flights
+	// ledger counts, per message id, deliveries that were not the message's
+	// fault but could not be written into its mark (the release failed, or
+	// the mark did not fit).
+	ledger ledger
+	// expiryWake is the earliest time (UnixNano) a message released early
+	// for its expiry becomes visible; idle polling wakes by then.
+	expiryWake atomic.Int64
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Shutdown: take no more work
@@ -200,6 +261,11 @@ type Engine struct {
 type Stats struct {
 	Succeeded, Duplicates, Poisoned, Released, Paused, Stopped, Lost atomic.Int64
 	Renewals, Receives, InFlight                                     atomic.Int64
+	// Coalesced counts messages settled by the outcome of another message
+	// with the same result name that was in flight at the same time.
+	Coalesced atomic.Int64
+	// Probes and ProbeFailures count the downstream probes run.
+	Probes, ProbeFailures atomic.Int64
 }
 
 // New returns an Engine. handler decodes and runs messages; results and
@@ -212,7 +278,7 @@ func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Op
 		receiveCtx: rctx, stopReceive: rcancel,
 		queue: q, poison: poison, results: results, handler: handler,
 		opts: o, log: o.Logger,
-		brk:        newBreaker(time.Second, o.MaxPollInterval, o.Lease),
+		brk:        newBreaker(time.Second, o.MaxPollInterval),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		workCtx:    ctx,
@@ -334,11 +400,15 @@ func (e *Engine) stopping() bool {
 // fetch is the dequeue loop. It holds at most held messages (in flight plus
 // waiting for a worker) and dequeues when at least half of that is free, so
 // that each receive fetches a useful batch, as the Functions queue trigger's
-// new-batch threshold does.
+// new-batch threshold does. While the breaker is open it dequeues nothing
+// but messages about to expire, and when the pause is over it runs the
+// breaker's probe; every wait is bounded, so no outcome that fails to come
+// can wedge it.
 func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan struct{}, held int) {
 	inHand := 0
 	batchMin := max(1, min(32, held/2))
 	poll := time.Duration(0)
+	lastSweep := time.Time{}
 	// wait pauses the loop for d, or until a message finishes when d < 0,
 	// noting finished messages meanwhile; it reports false at the stop.
 	wait := func(d time.Duration) bool {
@@ -362,6 +432,15 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 			}
 		}
 	}
+	push := func(msgs []*Message, sweep bool) {
+		for _, m := range msgs {
+			inHand++
+			e.inHand.Add(1)
+			l := e.newLease(m)
+			l.sweep = sweep
+			work <- l
+		}
+	}
 	for {
 		// Take note of finished messages without blocking.
 		for drained := false; !drained; {
@@ -376,39 +455,44 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 			return
 		}
 		if held-inHand < batchMin {
+			// Something is in hand, so something will finish.
 			if !wait(-1) {
 				return
 			}
 			continue
 		}
-		pause, probe := e.brk.admit()
-		if pause != 0 {
-			if !wait(pause) {
+		if pause, probe := e.brk.due(); pause > 0 || probe != nil {
+			if probe != nil {
+				e.runProbe(ctx, probe)
+				continue
+			}
+			if time.Since(lastSweep) >= sweepInterval {
+				lastSweep = time.Now()
+				if swept := e.sweep(ctx, held-inHand); len(swept) > 0 {
+					// More may be expiring behind them: look again as
+					// soon as there is room.
+					push(swept, true)
+					lastSweep = time.Time{}
+					continue
+				}
+			}
+			if !wait(min(pause, sweepInterval)) {
 				return
 			}
 			continue
 		}
-		n := min(32, held-inHand)
-		if probe {
-			n = 1
-		}
 		e.stats.Receives.Add(1)
-		msgs, err := e.queue.Receive(ctx, n, e.opts.Lease)
+		rctx, cancel := context.WithTimeout(ctx, e.opts.StorageTimeout)
+		msgs, err := e.queue.Receive(rctx, min(32, held-inHand), e.opts.Lease)
+		cancel()
 		if err != nil {
 			if e.stopping() {
 				return
 			}
-			e.tripBreaker(0, storageError(err))
+			e.tripBreaker(0, storageError(err), e.storageProbe)
 			continue
 		}
-		if probe && len(msgs) == 0 {
-			e.closeBreaker()
-		}
-		for _, m := range msgs {
-			inHand++
-			e.inHand.Add(1)
-			work <- e.newLease(m)
-		}
+		push(msgs, false)
 		if len(msgs) > 0 {
 			poll = 0
 			continue
@@ -418,10 +502,122 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 		} else {
 			poll = min(poll*2, e.opts.MaxPollInterval)
 		}
-		if !wait(jitter(poll, 0.2)) {
+		d := jitter(poll, 0.2)
+		if at := e.expiryWake.Swap(0); at != 0 {
+			if until := time.Until(time.Unix(0, at)); until < d {
+				d = max(until, 0)
+			} else {
+				e.noteExpiryWake(time.Unix(0, at))
+			}
+		}
+		if !wait(d) {
 			return
 		}
 	}
+}
+
+// noteExpiryWake makes idle polling wake by t, when a message released early
+// for its expiry becomes visible.
+func (e *Engine) noteExpiryWake(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := e.expiryWake.Load()
+		if cur != 0 && cur <= n {
+			return
+		}
+		if e.expiryWake.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// sweep looks at the front of the queue while the breaker is open, and
+// dequeues a batch when a message there is about to expire, so that it is
+// poisoned instead of deleted unseen by the queue. The rest of the batch is
+// released again, untouched and uncounted.
+func (e *Engine) sweep(ctx context.Context, room int) []*Message {
+	pctx, cancel := context.WithTimeout(ctx, e.opts.StorageTimeout)
+	defer cancel()
+	peeked, err := e.queue.Peek(pctx, 32)
+	if err != nil {
+		return nil
+	}
+	soon := time.Now().Add(e.opts.ExpiryMargin + 2*sweepInterval)
+	expiring := false
+	for _, m := range peeked {
+		if !m.ExpiresAt.IsZero() && m.ExpiresAt.Before(soon) {
+			expiring = true
+			break
+		}
+	}
+	if !expiring || room <= 0 {
+		return nil
+	}
+	e.stats.Receives.Add(1)
+	msgs, err := e.queue.Receive(pctx, min(32, room), e.opts.Lease)
+	if err != nil {
+		return nil
+	}
+	return msgs
+}
+
+// runProbe runs the breaker's probe when its pause is over: success closes
+// the breaker, failure opens it again for longer. Its context ends at the
+// stop.
+func (e *Engine) runProbe(ctx context.Context, probe ProbeFunc) {
+	pctx, cancel := context.WithTimeout(ctx, e.opts.TryTimeout)
+	err := runProbe(pctx, probe)
+	cancel()
+	e.stats.Probes.Add(1)
+	if err == nil {
+		e.closeBreaker()
+		return
+	}
+	if e.stopping() {
+		return
+	}
+	e.stats.ProbeFailures.Add(1)
+	pause := e.brk.failed(retryAfterOf(err))
+	e.log.Debug("probe failed; still paused", "class", ClassOf(err).String(), "code", CodeOf(err),
+		"err", err, "pause", pause.Round(time.Millisecond))
+}
+
+// runProbe runs probe, turning a panic into an error. An answer that refuses
+// the probe's request as bad still shows the downstream up.
+func runProbe(ctx context.Context, probe ProbeFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Transient("Panic", fmt.Errorf("probe panicked: %v", r))
+		}
+	}()
+	err = probe(ctx)
+	if c := ClassOf(err); err != nil && (c == ClassInvalid || c == ClassRejected) {
+		return nil
+	}
+	return err
+}
+
+// storageProbe checks the storage account with two reads that change
+// nothing: a peek of the queue and a look-up of a result.
+func (e *Engine) storageProbe(ctx context.Context) error {
+	if _, err := e.queue.Peek(ctx, 1); err != nil {
+		return storageError(err)
+	}
+	if _, err := e.results.Succeeded(ctx, probeResultName); err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// probeResultName is the result the storage probe looks up; it never exists.
+const probeResultName = "mapsworker-probe/none.json"
+
+func retryAfterOf(err error) time.Duration {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return ce.RetryAfter
+	}
+	return 0
 }
 
 // settle works one message to its outcome.
@@ -431,15 +627,8 @@ func (e *Engine) settle(l *lease) {
 	defer l.stopRenewing()
 	o := e.process(l)
 	o.MessageID = l.msg.ID
-	switch o.Result {
-	case OutcomePaused:
-		// Counted by the breaker already.
-	case OutcomeStopped, OutcomeReleased:
-	case OutcomeSucceeded, OutcomeDuplicate:
-		e.outage.success()
-		e.closeBreaker()
-	default:
-		e.closeBreaker()
+	if o.Result != OutcomeReleased && o.Result != OutcomePaused && o.Result != OutcomeStopped {
+		e.ledger.forget(l.msg.ID)
 	}
 	e.count(o)
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -476,28 +665,47 @@ func (e *Engine) count(o Outcome) {
 	c.Add(1)
 }
 
+// attempts is the number of deliveries of m that count towards poisoning:
+// those not known to have ended for a fault that was not its own.
+func (e *Engine) attempts(m *Message) int64 {
+	return max(m.DequeueCount-m.mark().env-e.ledger.get(m.ID), 1)
+}
+
 func (e *Engine) process(l *lease) Outcome {
 	m := l.msg
 	if e.stopping() && !l.started {
 		// Dequeued but not begun when the stop came: give it back at once.
-		return e.release(l, Outcome{Result: OutcomeStopped}, 0, false)
+		return e.release(l, Outcome{Result: OutcomeStopped}, 0, true)
 	}
 	l.started = true
-	if d := e.brk.open(); d > 0 {
-		// The environment is failing; don't spend this delivery on it.
-		return e.release(l, Outcome{Result: OutcomePaused}, jitter(d, 0.2), true)
+	if !m.ExpiresAt.IsZero() && time.Until(m.ExpiresAt) < e.opts.expirySafety() {
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: expiring(m)})
 	}
-	attempts := m.attempts()
+	if d, open := e.brk.remaining(); open {
+		// The environment is failing; don't spend this delivery on it.
+		return e.release(l, Outcome{Result: OutcomePaused}, jitter(d, 0.2)+time.Second, true)
+	}
+	attempts := e.attempts(m)
 	if attempts > e.opts.MaxDequeueCount {
 		err := Transient("MaxDequeueCountExceeded", fmt.Errorf(
 			"delivered %d times without success (limit %d); not worked again", attempts-1, e.opts.MaxDequeueCount))
 		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
 	}
+	if limit := e.opts.MaxDequeueCount + e.opts.EnvironmentAllowance; m.DequeueCount > limit {
+		err := Transient("TooManyDeliveries", fmt.Errorf(
+			"delivered %d times (limit %d: %d failures of its own and %d faults of the environment); not worked again",
+			m.DequeueCount-1, limit, e.opts.MaxDequeueCount, e.opts.EnvironmentAllowance))
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
+	}
 
-	body, err := DecodeBody(m.Original())
+	body, err := DecodeBody(m.body())
 	var task Task
 	if err == nil {
-		task, err = e.handler.Decode(body, m.ID)
+		msgName := m.ID
+		if n := m.mark().name; n != "" {
+			msgName = n
+		}
+		task, err = e.handler.Decode(body, msgName)
 	}
 	o := Outcome{}
 	if task != nil {
@@ -512,22 +720,53 @@ func (e *Engine) process(l *lease) Outcome {
 	}
 	name := ResultName(task.Kind(), task.ID())
 
-	// Only a redelivery can find its result written: a first delivery pays
-	// no extra storage call for idempotence.
-	if m.DequeueCount > 1 {
-		done, err := e.results.Succeeded(e.workCtx, name)
-		if err != nil {
-			o.Err = storageError(err)
-			return e.failed(l, task, o, attempts)
+	// Work is cut off in time to poison the message before it expires.
+	ctx := e.workCtx
+	if !m.ExpiresAt.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, m.ExpiresAt.Add(-e.opts.expirySafety()))
+		defer cancel()
+	}
+
+	// Another message with the same name in flight here: wait for its
+	// outcome instead of paying Maps for the same answer twice.
+	f, leader := e.flights.join(name)
+	if leader {
+		defer e.flights.leave(name, f)
+	} else {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
 		}
-		if done {
+		if f.succeeded.Load() {
+			e.stats.Coalesced.Add(1)
 			o.Result = OutcomeDuplicate
 			return e.delete(l, o)
 		}
 	}
 
-	out, err := e.run(task)
+	// Only a redelivery (or a follower of a failed leader) can find its
+	// result written: a first delivery pays no extra storage call for
+	// idempotence.
+	if m.DequeueCount > 1 || !leader {
+		sctx, cancel := context.WithTimeout(ctx, e.opts.StorageTimeout)
+		done, err := e.results.Succeeded(sctx, name)
+		cancel()
+		if err != nil {
+			o.Err = storageError(err)
+			return e.failed(l, task, o, attempts)
+		}
+		if done {
+			f.succeeded.Store(leader)
+			o.Result = OutcomeDuplicate
+			return e.delete(l, o)
+		}
+	}
+
+	l.began = time.Now()
+	out, err := e.run(ctx, task)
 	if err == nil {
+		e.health.ok(task.Kind())
 		doc, merr := json.Marshal(Result{
 			ID: task.ID(), Kind: task.Kind(), Status: StatusSucceeded, CompletedAt: time.Now().UTC(),
 			DequeueCount: m.DequeueCount, Request: task.Request(), Summary: out.Summary, Response: out.Response,
@@ -541,6 +780,7 @@ func (e *Engine) process(l *lease) Outcome {
 			err = e.results.Put(pctx, name, doc, false)
 			cancel()
 			if err == nil || errors.Is(err, ErrResultExists) {
+				f.succeeded.Store(leader)
 				o.Result = OutcomeSucceeded
 				return e.delete(l, o)
 			}
@@ -551,17 +791,27 @@ func (e *Engine) process(l *lease) Outcome {
 	return e.failed(l, task, o, attempts)
 }
 
-// run runs task, retrying transient errors in process with go-retry. Only
-// this retries Maps calls: the Maps client's own (azcore) retry is off, so
-// retries are not multiplied. The retries end well inside the lease, which
-// is renewed meanwhile anyway.
-func (e *Engine) run(task Task) (*Output, error) {
+// expiring is the error of a message poisoned because its time-to-live is
+// about to end.
+func expiring(m *Message) error {
+	return &Error{Class: ClassExpiring, Code: "NearExpiry", Err: fmt.Errorf(
+		"the queue deletes this message at %s, before it could be worked again; poisoned so that it is not lost",
+		m.ExpiresAt.UTC().Format(time.RFC3339))}
+}
+
+// run runs task, retrying transient errors in process with go-retry, each
+// try bounded by TryTimeout. Only this retries Maps calls: the Maps client's
+// own (azcore) retry is off, so retries are not multiplied. The retries end
+// well inside the lease, which is renewed meanwhile anyway.
+func (e *Engine) run(ctx context.Context, task Task) (*Output, error) {
 	b := retry.NewExponential(e.opts.RetryBase)
 	b = retry.WithJitterPercent(20, b)
 	b = retry.WithMaxRetries(uint64(e.opts.RetryAttempts-1), b)
 	b = retry.WithMaxDuration(e.opts.Lease/4, b)
-	return retry.DoValue(e.workCtx, b, func(ctx context.Context) (*Output, error) {
-		out, err := runSafely(ctx, task, e.log)
+	return retry.DoValue(ctx, b, func(ctx context.Context) (*Output, error) {
+		tctx, cancel := context.WithTimeout(ctx, e.opts.TryTimeout)
+		out, err := runSafely(tctx, task, e.log)
+		cancel()
 		if err != nil && ClassOf(err) == ClassTransient && CodeOf(err) != "Panic" && ctx.Err() == nil {
 			return nil, retry.RetryableError(err)
 		}
@@ -586,26 +836,25 @@ func runSafely(ctx context.Context, task Task, log *slog.Logger) (out *Output, e
 	return out, err
 }
 
-// failed settles a message whose work failed, as decide says.
+// failed settles a message whose work failed, as Decide says.
 func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome {
 	if e.workCtx.Err() != nil {
 		// The drain ran out of time and cut the work short: not the
 		// message's fault, and it should be picked up again at once.
 		o.Result = OutcomeStopped
-		return e.release(l, o, 0, false)
+		return e.release(l, o, 0, true)
 	}
-	outage := ClassOf(o.Err) == ClassTransient && e.outage.failure(l.msg.ID)
+	outage := false
+	if ClassOf(o.Err) == ClassTransient && task != nil && CodeOf(o.Err) != "StorageRefused" {
+		// Is the downstream down, or is this message at fault?
+		outage = e.health.up(e, task, l.began) != nil
+	}
 	switch Decide(o.Err, attempts, e.opts.MaxDequeueCount, outage) {
 	case Poison:
 		o.Result = OutcomePoisoned
 		return e.poisonMessage(l, task, o)
 	case Pause:
-		var ce *Error
-		var retryAfter time.Duration
-		if errors.As(o.Err, &ce) {
-			retryAfter = ce.RetryAfter
-		}
-		pause := e.tripBreaker(retryAfter, o.Err)
+		pause := e.tripBreaker(retryAfterOf(o.Err), o.Err, e.probeFor(o.Err, task))
 		o.Result = OutcomePaused
 		return e.release(l, o, jitter(pause, 0.2)+time.Second, true)
 	default:
@@ -614,10 +863,24 @@ func (e *Engine) failed(l *lease, task Task, o Outcome, attempts int64) Outcome 
 	}
 }
 
+// probeFor is the probe that tells when the fault behind err has cleared: a
+// storage probe for storage faults, the task's own probe for its
+// downstream's.
+func (e *Engine) probeFor(err error, task Task) ProbeFunc {
+	if CodeOf(err) == codeStorageUnavailable || task == nil {
+		return e.storageProbe
+	}
+	if p, ok := task.(Prober); ok {
+		return p.Probe
+	}
+	// Nothing to ask: resume when the pause is over.
+	return func(context.Context) error { return nil }
+}
+
 // tripBreaker opens the breaker for an environment fault and logs the first
-// fault of a run of them only: the WebJobs dashboard keeps 200 lines.
-func (e *Engine) tripBreaker(retryAfter time.Duration, err error) time.Duration {
-	pause, first := e.brk.trip(retryAfter)
+// fault of an episode only: the WebJobs dashboard keeps 200 lines.
+func (e *Engine) tripBreaker(retryAfter time.Duration, err error, probe ProbeFunc) time.Duration {
+	pause, first := e.brk.trip(retryAfter, probe)
 	if first {
 		e.log.Warn("environment fault; pausing dequeues until it clears",
 			"class", ClassOf(err).String(), "code", CodeOf(err), "err", err, "pause", pause.Round(time.Millisecond))
@@ -627,18 +890,26 @@ func (e *Engine) tripBreaker(retryAfter time.Duration, err error) time.Duration 
 
 // closeBreaker closes the breaker, logging the recovery after a fault.
 func (e *Engine) closeBreaker() {
-	if e.brk.succeed() {
+	if e.brk.close() {
 		e.log.Info("environment recovered; dequeuing resumed")
 	}
 }
 
-// storageError marks a storage failure as the environment's fault: the
-// message is fine, the account is not reachable or not allowed.
+// codeStorageUnavailable marks storage faults that are the environment's.
+const codeStorageUnavailable = "StorageUnavailable"
+
+// storageError classes a storage failure. A request refused for what it is
+// (ErrRefused: 400, 413) is transient, counted against the message, as
+// sending it again cannot help; any other failure is the environment's
+// fault: the message is fine, the account is not reachable or not allowed.
 func storageError(err error) error {
+	if errors.Is(err, ErrRefused) {
+		return Transient("StorageRefused", err)
+	}
 	if ClassOf(err) != ClassTransient || CodeOf(err) != "" {
 		return err
 	}
-	return Environmental("StorageUnavailable", err, 0)
+	return Environmental(codeStorageUnavailable, err, 0)
 }
 
 // detached returns a context for a storage call that must finish even when
@@ -669,10 +940,34 @@ func (e *Engine) delete(l *lease, o Outcome) Outcome {
 	return o
 }
 
+// release makes the message visible again after the given delay, marking
+// it when the delivery was not its fault (environment). A message that
+// would expire before it could be worked again is poisoned instead.
 func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment bool) Outcome {
+	if exp := l.msg.ExpiresAt; !exp.IsZero() && !l.poisoning {
+		latest := time.Until(exp) - e.opts.ExpiryMargin
+		least := time.Second
+		if _, open := e.brk.remaining(); open {
+			// A paused engine looks for expiring messages only so often.
+			least = 2 * sweepInterval
+		}
+		if latest < least {
+			o.Result = OutcomePoisoned
+			return e.poisonMessage(l, nil, Outcome{Kind: o.Kind, ID: o.ID, Result: OutcomePoisoned, Err: expiring(l.msg)})
+		}
+		if after > latest {
+			after = latest
+			e.noteExpiryWake(time.Now().Add(after))
+		}
+	}
 	ctx, cancel := e.detached()
 	defer cancel()
-	if err := l.release(ctx, after, environment); err != nil {
+	marked, err := l.release(ctx, after, environment)
+	if environment && (err != nil || !marked) {
+		// The mark could not carry this delivery: remember it here.
+		e.ledger.add(l.msg.ID)
+	}
+	if err != nil {
 		if errors.Is(err, ErrMessageLost) {
 			o.Result = OutcomeLost
 			return o
@@ -683,15 +978,33 @@ func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment b
 	return o
 }
 
+// maxEnvelope is the most text a poison envelope may hold: the 64 KiB of a
+// queue message, measured as the service does, in UTF-8 bytes.
+const maxEnvelope = maxMessageText
+
 // poisonMessage writes a failed result where the request is named and of a
 // class that can never succeed, sends the envelope to the poison queue, and
 // then deletes the message. The envelope is sent before the delete, so a
 // crash between them duplicates the envelope rather than losing the message.
+// An original text too large for the envelope is stored as a blob that the
+// envelope names.
 func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
+	l.poisoning = true
 	ctx, cancel := e.detached()
 	defer cancel()
 	info := errorInfo(o.Err)
 	c := ClassOf(o.Err)
+	pause := func(err error) Outcome {
+		o.Err = storageError(err)
+		if ClassOf(o.Err) != ClassEnvironment {
+			// Refused for what it is: nothing to wait for. Count the
+			// delivery; the limit on deliveries poisons it in the end.
+			o.Result = OutcomeReleased
+			return e.release(l, o, releaseDelay(e.attempts(l.msg), e.opts.ReleaseDelay, e.opts.MaxReleaseDelay), false)
+		}
+		o.Result = OutcomePaused
+		return e.release(l, o, jitter(e.tripBreaker(0, o.Err, e.storageProbe), 0.2)+time.Second, true)
+	}
 	if task != nil && (c == ClassInvalid || c == ClassRejected) {
 		doc, err := json.Marshal(Result{
 			ID: task.ID(), Kind: task.Kind(), Status: StatusFailed, CompletedAt: time.Now().UTC(),
@@ -701,19 +1014,27 @@ func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 			err = e.results.Put(ctx, ResultName(task.Kind(), task.ID()), doc, true)
 		}
 		if err != nil && !errors.Is(err, ErrResultExists) {
-			o.Err = storageError(err)
-			o.Result = OutcomePaused
-			return e.release(l, o, jitter(e.tripBreaker(0, o.Err), 0.2)+time.Second, true)
+			return pause(err)
 		}
 	}
-	env, _ := json.Marshal(Envelope{
+	env := Envelope{
 		Message: l.msg.Original(), MessageID: l.msg.ID, InsertedAt: l.msg.InsertedAt,
 		DequeueCount: l.msg.DequeueCount, PoisonedAt: time.Now().UTC(), Error: info,
-	})
-	if err := e.poison.Send(ctx, string(env)); err != nil {
-		o.Err = storageError(err)
-		o.Result = OutcomePaused
-		return e.release(l, o, jitter(e.tripBreaker(0, o.Err), 0.2)+time.Second, true)
+	}
+	if !l.msg.ExpiresAt.IsZero() {
+		env.ExpiresAt = l.msg.ExpiresAt
+	}
+	text := env.encode()
+	if len(text) > maxEnvelope {
+		env.MessageBlob = PoisonTextName(l.msg.ID)
+		if err := e.results.PutText(ctx, env.MessageBlob, env.Message); err != nil {
+			return pause(err)
+		}
+		env.Message = ""
+		text = env.encode()
+	}
+	if err := e.poison.Send(ctx, text); err != nil {
+		return pause(err)
 	}
 	e.log.Debug("message poisoned", "messageId", l.msg.ID, "class", info.Class, "code", info.Code)
 	return e.delete(l, o)

@@ -26,6 +26,10 @@ const (
 	// (401/403, 429, token endpoint or storage down): the message is
 	// released untouched and all dequeuing slows until the cause clears.
 	ClassEnvironment
+	// ClassExpiring is a message that would reach its time-to-live before it
+	// could be worked again: poisoned, so that the queue does not delete it
+	// unseen.
+	ClassExpiring
 )
 
 // String returns the class name used in results and poison envelopes.
@@ -37,6 +41,8 @@ func (c Class) String() string {
 		return "maps-rejected"
 	case ClassEnvironment:
 		return "environment"
+	case ClassExpiring:
+		return "expiring"
 	default:
 		return "transient"
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 )
 
 // Handler turns the body of a queue message (already base64-decoded where it
@@ -38,3 +39,15 @@ type Output struct {
 	// Response is the downstream's response body, verbatim.
 	Response json.RawMessage
 }
+
+// Prober is implemented by a Task that can check its downstream with a
+// request of its own: a known-good request of the same kind, to the same
+// service. The engine probes when several messages in a row fail, to tell
+// an outage (the probe fails too: nothing is counted against the messages)
+// from messages that fail on their own (the probe succeeds: they count, and
+// are poisoned in the end), and to learn when a paused outage is over.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
+var errNoProbe = errors.New("the task has no probe")

@@ -17,7 +17,13 @@ type lease struct {
 	timer   *time.Timer
 	settled bool // deleted, released or lost: renew no more
 	lost    bool // a renewal found the message gone or leased by another
-	started bool // the worker began working it (set by the worker only)
+	// unsure says the last renewal's answer never came: it may have taken
+	// effect, leaving a pop receipt we do not know.
+	unsure    bool
+	started   bool      // the worker began working it (set by the worker only)
+	sweep     bool      // dequeued by a sweep for expiring messages
+	poisoning bool      // being poisoned: a release must not poison again
+	began     time.Time // when the task began to run
 }
 
 func (e *Engine) newLease(m *Message) *lease {
@@ -41,14 +47,23 @@ func (l *lease) renew() {
 	pop, err := e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, l.msg.Text, e.opts.Lease)
 	switch {
 	case err == nil:
+		l.unsure = false
 		l.msg.PopReceipt = pop
 		e.stats.Renewals.Add(1)
 		l.timer.Reset(e.opts.Lease / 2)
+	case errors.Is(err, ErrMessageLost) && l.unsure:
+		// The renewal whose answer was lost took effect: the message is
+		// still ours, under a receipt we never saw. It can be renewed no
+		// more; the result is written as usual, and the message, if not
+		// deleted, comes back after its lease and is acknowledged.
+		l.settled, l.lost = true, true
+		e.log.Debug("lease renewal outcome unknown; renewing no more", "messageId", l.msg.ID, "err", err)
 	case errors.Is(err, ErrMessageLost):
 		l.settled, l.lost = true, true
 		e.log.Warn("lease lost while working; another consumer may work the message too",
 			"messageId", l.msg.ID, "err", err)
 	default:
+		l.unsure = true
 		// Try again soon: the lease still has half its time. Debug only:
 		// a storage outage fails every renewal, and the breaker's warning
 		// already says so once.
@@ -76,27 +91,27 @@ func (l *lease) delete(ctx context.Context) error {
 }
 
 // release makes the message visible again after the given delay. A release
-// for an environment fault marks the text, so that the delivery does not
-// count towards poisoning.
-func (l *lease) release(ctx context.Context, after time.Duration, environment bool) error {
+// for a fault that was not the message's (environment) marks the text, so
+// that the delivery does not count towards poisoning; marked reports
+// whether it did (there may be no room for the mark).
+func (l *lease) release(ctx context.Context, after time.Duration, environment bool) (marked bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.timer.Stop()
 	if l.lost {
-		return ErrMessageLost
+		return false, ErrMessageLost
 	}
 	l.settled = true
 	text := l.msg.Text
 	if environment {
-		orig, n := splitMark(text)
-		text = withMark(orig, n+1)
-		if len(text) > maxMessageText {
-			// No room for the mark; the delivery counts.
-			text = l.msg.Text
+		orig, mk := splitMark(text, l.msg.ID)
+		mk.env++
+		if t := withMark(orig, l.msg.ID, mk); len(t) <= maxMessageText {
+			text, marked = t, true
 		}
 	}
-	_, err := l.e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, text, max(after, 0))
-	return err
+	_, err = l.e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, text, max(after, 0))
+	return marked && err == nil, err
 }
 
 // maxMessageText is the most text a queue message may hold (64 KiB).

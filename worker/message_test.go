@@ -16,6 +16,8 @@ func TestDecodeBody(t *testing.T) {
 		{"raw JSON with a byte-order mark", "\ufeff" + obj, obj, ""},
 		{"base64", b64, obj, ""},
 		{"unpadded base64", base64.RawStdEncoding.EncodeToString([]byte(obj)), obj, ""},
+		{"URL-safe base64", base64.URLEncoding.EncodeToString([]byte(`{"q":"??>>"}`)), `{"q":"??>>"}`, ""},
+		{"URL-safe unpadded base64", base64.RawURLEncoding.EncodeToString([]byte(`{"q":"??>>"}`)), `{"q":"??>>"}`, ""},
 		{"base64 of spaced JSON", base64.StdEncoding.EncodeToString([]byte(" " + obj)), obj, ""},
 		{"raw array is passed on for the handler to refuse", "[1]", "[1]", ""},
 		{"empty", "   ", "", "Empty"},
