@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,20 +22,23 @@ var version = "dev"
 type command struct {
 	name, summary string
 	run           func(args []string) error
+	// storage commands first check that the storage endpoints answer, so
+	// that a stopped Azurite is one clear line, not the SDK's retries.
+	storage bool
 }
 
 var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "work the request queue until stopped (the WebJob's job)", cmdRun},
-		{"enqueue", "validate and send requests to the queue", cmdEnqueue},
-		{"result", "show the result of a request", cmdResult},
-		{"poison", "list, replay or purge poisoned messages", cmdPoison},
-		{"stats", "queue depths, oldest message, recent results", cmdStats},
-		{"check", "try every dependency with the configured identity", cmdCheck},
-		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate},
-		{"version", "print the version", cmdVersion},
+		{"run", "work the request queue until stopped (the WebJob's job)", cmdRun, false},
+		{"enqueue", "validate and send requests to the queue", cmdEnqueue, true},
+		{"result", "show the result of a request", cmdResult, true},
+		{"poison", "list, replay or purge poisoned messages", cmdPoison, true},
+		{"stats", "queue depths, oldest message, recent results", cmdStats, true},
+		{"check", "try every dependency with the configured identity", cmdCheck, false},
+		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate, false},
+		{"version", "print the version", cmdVersion, false},
 	}
 }
 
@@ -57,7 +61,13 @@ func runMain(args []string, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(args[1:])
+		var err error
+		if c.storage && !helpAsked(args[1:]) {
+			err = checkStorageReachable(context.Background(), os.Getenv)
+		}
+		if err == nil {
+			err = c.run(args[1:])
+		}
 		switch {
 		case err == nil:
 			return 0
