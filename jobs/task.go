@@ -29,6 +29,8 @@ type task struct {
 	invalid error
 }
 
+var _ worker.Prober = (*task)(nil)
+
 func (t *task) ID() string               { return t.id }
 func (t *task) Kind() string             { return t.kind }
 func (t *task) Request() json.RawMessage { return t.request }
@@ -76,6 +78,32 @@ func (t *task) Run(ctx context.Context) (*worker.Output, error) {
 		return nil, badResponse(resp, err)
 	}
 	return &worker.Output{Summary: summary, Response: resp.Body}, nil
+}
+
+// The probes' requests: known-good requests that every Azure Maps account
+// can answer. A probe that succeeds is billed as one transaction; the engine
+// probes only when requests of a kind fail and nothing of the kind has
+// succeeded since, at most one probe of a kind at a time.
+var (
+	probeGeocode = maps.GeocodeQuery{Query: "1 Microsoft Way, Redmond, WA 98052", Top: 1}
+	probeReverse = maps.ReverseGeocodeQuery{Position: maps.Position{Lat: 47.6396, Lon: -122.1283}}
+	probeRoute   = maps.RouteRequest{Waypoints: []maps.Position{{Lat: 47.6396, Lon: -122.1283}, {Lat: 47.6101, Lon: -122.2015}}}
+)
+
+// Probe implements [worker.Prober]: it asks Azure Maps a known-good request
+// of the task's kind, so that the engine can tell an outage (the probe fails
+// too) from requests that fail on their own (it succeeds).
+func (t *task) Probe(ctx context.Context) error {
+	var err error
+	switch {
+	case t.geocode != nil:
+		_, err = t.maps.Geocode(ctx, probeGeocode)
+	case t.reverse != nil:
+		_, err = t.maps.ReverseGeocode(ctx, probeReverse)
+	case t.route != nil:
+		_, err = t.maps.RouteDirections(ctx, probeRoute)
+	}
+	return classify(err)
 }
 
 // badResponse is a 2xx answer the worker cannot read. It is transient:

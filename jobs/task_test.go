@@ -247,3 +247,33 @@ func TestRunClassifiesErrors(t *testing.T) {
 		t.Errorf("Run: %v (%v), want transient context.Canceled", err, worker.ClassOf(err))
 	}
 }
+
+// Each kind probes Maps with a known-good request of its own API, whatever
+// the message asked, and classifies the answer as a run would.
+func TestProbe(t *testing.T) {
+	cases := []struct {
+		msg  string
+		sent func(f *fakeMaps) bool
+	}{
+		{`{"kind":"geocode","query":"anything #reject"}`, func(f *fakeMaps) bool { return f.geocode.Query == probeGeocode.Query }},
+		{`{"kind":"reverse-geocode","position":{"lat":1,"lon":2}}`, func(f *fakeMaps) bool { return f.reverse.Position == probeReverse.Position }},
+		{`{"kind":"route","waypoints":[{"lat":1,"lon":2},{"lat":3,"lon":4}],"travelMode":"truck"}`, func(f *fakeMaps) bool {
+			return len(f.route.Waypoints) == 2 && f.route.Waypoints[0] == probeRoute.Waypoints[0] && f.route.TravelMode == ""
+		}},
+	}
+	for _, c := range cases {
+		fake := &fakeMaps{body: json.RawMessage(`{}`)}
+		task, err := NewHandler(fake, nil).Decode([]byte(c.msg), testMessageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := task.(worker.Prober)
+		if err := p.Probe(t.Context()); err != nil || fake.calls != 1 || !c.sent(fake) {
+			t.Errorf("%s: probe err %v, calls %d, sent %+v %+v %+v", c.msg, err, fake.calls, fake.geocode, fake.reverse, fake.route)
+		}
+		fake.err = responseErr(t, 503, nil, `{"error":{"code":"503 ServiceUnavailable","message":"down"}}`)
+		if err := p.Probe(t.Context()); worker.ClassOf(err) != worker.ClassTransient {
+			t.Errorf("%s: probe of a 503: %v (%v), want transient", c.msg, err, worker.ClassOf(err))
+		}
+	}
+}

@@ -144,6 +144,7 @@ func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *
 		// The engine retries with go-retry; see NewClient.
 		co.Retry.MaxRetries = -1
 	}
+	co.Transport = withoutRedirects(co.Transport)
 	// Secrets are never logged, even if a caller allows their headers.
 	co.Logging.AllowedHeaders = withoutSecretHeaders(co.Logging.AllowedHeaders)
 	pl := runtime.NewPipeline(moduleName, moduleVersion, runtime.PipelineOptions{
@@ -160,6 +161,24 @@ func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *
 		geocodeBatchURL:   endpoint + "/geocode:batch",
 		routeBatchURL:     endpoint + "/route/directions:batch",
 	}
+}
+
+// withoutRedirects returns a transport that never follows a redirect: Azure
+// Maps does not redirect, and Go's client would carry the subscription-key
+// header to any host, and a token over plain http to the same host. A
+// caller's *http.Client is copied with redirects off; nil gets a client of
+// its own.
+func withoutRedirects(t policy.Transporter) policy.Transporter {
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	switch c := t.(type) {
+	case nil:
+		return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), CheckRedirect: noRedirect}
+	case *http.Client:
+		cc := *c
+		cc.CheckRedirect = noRedirect
+		return &cc
+	}
+	return t
 }
 
 // checkEndpoint returns endpoint without a trailing slash, or an error if it

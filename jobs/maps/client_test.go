@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -703,6 +704,53 @@ func TestNoSecretsInLogs(t *testing.T) {
 	for _, secret := range []string{testToken, key} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log contains a secret:\n%s", out)
+		}
+	}
+}
+
+// A redirect is never followed: neither the shared key nor a token reaches
+// another host, or the same host over plain http.
+func TestNoSecretCrossesARedirect(t *testing.T) {
+	var leaked sync.Map
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range []string{"Subscription-Key", "Authorization"} {
+			if v := r.Header.Get(h); v != "" {
+				leaked.Store(h, v)
+			}
+		}
+		leaked.Store("request", r.URL.Path)
+	}))
+	t.Cleanup(plain.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(plain.URL, "http://"))
+	targets := map[string]string{
+		"another host":    plain.URL + "/geocode",
+		"same host, http": "http://127.0.0.1:" + port + "/geocode",
+	}
+	for name, target := range targets {
+		for _, auth := range []string{"key", "bearer"} {
+			t.Run(name+" "+auth, func(t *testing.T) {
+				rec := newRecorder(t, func(w http.ResponseWriter, r recorded) {
+					http.Redirect(w, &http.Request{Method: r.method}, target, http.StatusTemporaryRedirect)
+				})
+				var c *Client
+				var err error
+				if auth == "key" {
+					c, err = NewClientWithKey(rec.ts.URL, &fakeKeys{cur: "the-shared-key"}, rec.options())
+				} else {
+					c, err = NewClient(rec.ts.URL, &fakeCred{token: testToken}, rec.options())
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Geocode(t.Context(), GeocodeQuery{Query: "x"}); err == nil {
+					t.Error("a redirect was answered as a success")
+				}
+				leaked.Range(func(k, v any) bool {
+					t.Errorf("the redirect was followed: %v = %v", k, v)
+					leaked.Delete(k)
+					return true
+				})
+			})
 		}
 	}
 }
