@@ -337,6 +337,7 @@ func clientCertificate(t *testing.T) (string, *x509.Certificate) {
 // geocoded with its token), and that the start-up log names the credential
 // type and client id and never the secret.
 func TestCredentialChoice(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		sp       string // "", "secret", "certificate"
@@ -471,6 +472,7 @@ func newIdentityStorageEnv(t *testing.T) *testEnv {
 // TestIdentityStorageEndToEnd: the worker creates its queues and container,
 // takes a message and writes its result with bearer tokens only.
 func TestIdentityStorageEndToEnd(t *testing.T) {
+	t.Parallel()
 	te := newIdentityStorageEnv(t)
 	for k, v := range te.env {
 		if strings.Contains(v, azurite.AccountKey) || strings.Contains(strings.ToLower(v), "accountkey") || k == "AzureWebJobsStorage" {
@@ -510,6 +512,7 @@ func TestIdentityStorageEndToEnd(t *testing.T) {
 
 // TestIdentityStorageSettings: the settings as Azure Functions reads them.
 func TestIdentityStorageSettings(t *testing.T) {
+	t.Parallel()
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{"AZURE_MAPS_CLIENT_ID": "c"}
 		for i := 0; i < len(kv); i += 2 {
@@ -626,6 +629,7 @@ func useVault(t *testing.T, te *testEnv, v *testVault) {
 // the worker reads the secret again on the first 401 and carries on; nothing
 // is poisoned, every message succeeds, and no key reaches the output.
 func TestVaultSharedKeyRotation(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	k1, k2 := "k1-"+randomHex(16), "k2-"+randomHex(16)
 	vault := newTestVault(t, "maps-key", k1)
@@ -684,6 +688,7 @@ func TestVaultSharedKeyRotation(t *testing.T) {
 // TestVaultRefreshOnlyForNonVaultHosts: the challenge-resource check stays on
 // for real vaults (an in-process check of the option vault.go chooses).
 func TestVaultLoopbackOnlyDisablesChallengeCheck(t *testing.T) {
+	t.Parallel()
 	for host, want := range map[string]bool{
 		"127.0.0.1": true, "::1": true, "localhost": true,
 		"myvault.vault.azure.net": false, "evil.example": false, "10.0.0.4": false,
@@ -699,6 +704,7 @@ func TestVaultLoopbackOnlyDisablesChallengeCheck(t *testing.T) {
 // TestTransportRefusesPlainHTTP: a credential is never sent over plain HTTP;
 // the worker stops at start with one configuration line naming the setting.
 func TestTransportRefusesPlainHTTP(t *testing.T) {
+	t.Parallel()
 	for name, extra := range map[string]map[string]string{
 		"AZURE_MAPS_ENDPOINT":       {"AZURE_MAPS_ENDPOINT": "http://127.0.0.1:1"},
 		"AZURE_MAPS_KEY_SECRET_URI": {"AZURE_MAPS_KEY_SECRET_URI": "http://127.0.0.1:1/secrets/maps-key"},
@@ -729,6 +735,7 @@ func TestTransportRefusesPlainHTTP(t *testing.T) {
 // TestTransportHostFixed: request fields are query parameters, never part of
 // where a request goes, whatever they hold.
 func TestTransportHostFixed(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	want, _ := url.Parse(te.emu.URL)
 	var mu sync.Mutex
@@ -788,6 +795,7 @@ func TestTransportHostFixed(t *testing.T) {
 // TestCredentialChoiceSettings: which credential each combination of
 // settings gives, without a network (the choice is explicit: no chain).
 func TestCredentialChoiceSettings(t *testing.T) {
+	t.Parallel()
 	certPath, _ := clientCertificate(t)
 	cases := []struct {
 		name     string

@@ -114,6 +114,7 @@ var guidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 // (flags may follow the arguments; a southern or western first coordinate
 // is not a flag) and reads back what reached the queue.
 func TestEnqueueFromFlags(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	cases := []struct {
 		args []string
@@ -165,6 +166,7 @@ func TestEnqueueFromFlags(t *testing.T) {
 // TestEnqueueFileAndStdin sends many requests from a JSON-lines file and from
 // stdin, skipping blank and # lines, and prints one id per request.
 func TestEnqueueFileAndStdin(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	file := filepath.Join(t.TempDir(), "requests.jsonl")
 	os.WriteFile(file, []byte(`# morning batch
@@ -230,6 +232,7 @@ func must[T any](v T, err error) T {
 // TestEnqueueInvalidLinesSendNothing: a file with bad lines is reported line
 // by line, as the worker would judge each, and nothing at all is sent.
 func TestEnqueueInvalidLinesSendNothing(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	input := `{"id":"ok-1","kind":"geocode","query":"1 Main St"}
 {"id":"bad-top","kind":"geocode","query":"x","top":99}
@@ -275,6 +278,7 @@ this is not json
 // TestEnqueueEncoding: base64 by default (as Functions producers write), raw
 // on request; the worker accepts both.
 func TestEnqueueEncoding(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	want := `{"id":"enc-1","kind":"geocode","query":"1 Main St"}`
 	if r := te.cmd("", "enqueue", "geocode", "1 Main St", "--id", "enc-1"); r.code != 0 {
@@ -300,6 +304,7 @@ func TestEnqueueEncoding(t *testing.T) {
 // a clear message and exit 4 when there is none, and why with exit 1 when
 // the request failed.
 func TestResultCommand(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.send(`{"id":"order-42","kind":"geocode","query":"15127 NE 24th Street, Redmond, WA","top":1}`,
 		`{"id":"trip-9","kind":"route","waypoints":[{"lat":47.6303,"lon":-122.1387},{"lat":47.6101,"lon":-122.2015}]}`,
@@ -365,6 +370,7 @@ func TestResultCommand(t *testing.T) {
 // after the cause is fixed, sees the new outcome replace the failed result,
 // and purges with and without confirmation.
 func TestPoisonListReplayPurge(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.emu.SetFault(&mapstest.Fault{Status: 400, Code: "400 BadRequest", Message: "x"})
 	te.send(`{"id":"p-geo","kind":"geocode","query":"1 Main St"}`,
@@ -474,6 +480,7 @@ func TestPoisonListReplayPurge(t *testing.T) {
 // replay fails and every poison message stays, visible at once (the poison
 // message is removed only after its text was re-enqueued).
 func TestPoisonReplayKeepsPoisonWhenEnqueueFails(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	for i := range 3 {
 		te.sendPoison(`{"id":"k-`+itoa(i)+`","kind":"geocode","query":"x"}`, "transient", "503", "Service Unavailable")
@@ -514,6 +521,7 @@ func TestPoisonReplayKeepsPoisonWhenEnqueueFails(t *testing.T) {
 // TestStatsCommand shows queue depths, the oldest message's age and the
 // results of the last hour.
 func TestStatsCommand(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	r := te.cmd("", "stats")
 	if r.code != 0 || !regexp.MustCompile(`queue maps-requests\s+0 messages\s+oldest -\n`).MatchString(r.out) ||
@@ -547,6 +555,7 @@ func TestStatsCommand(t *testing.T) {
 // TestHelpAndVersion: `mapsworker version`, and `--help` for every command
 // prints its usage with examples and exits 0.
 func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
 	te := &testEnv{t: t}
 	r := te.cmd("", "version")
 	if r.code != 0 || !regexp.MustCompile(`^mapsworker \S+\n$`).MatchString(r.out) {

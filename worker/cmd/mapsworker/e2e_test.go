@@ -16,6 +16,7 @@ import (
 // and the Maps emulator through the real SDK clients and the real
 // ManagedIdentityCredential, with every kind in both encodings.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	reqs := map[string]string{
 		"geocode/g-raw":        `{"id":"g-raw","kind":"geocode","query":"15127 NE 24th Street, Redmond, WA","top":1}`,
@@ -121,6 +122,7 @@ func TestEndToEnd(t *testing.T) {
 // after a crash between the result write and the delete): the redelivery is
 // acknowledged without calling Maps again, and the result is not rewritten.
 func TestRedeliveredIDCallsMapsOnce(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	body := `{"id":"same-1","kind":"geocode","query":"1 Main St"}`
 	te.send(body)
@@ -160,6 +162,7 @@ func TestRedeliveredIDCallsMapsOnce(t *testing.T) {
 // with a wrong Maps client id: Maps answers 401, and the message is released
 // and kept, not poisoned; with the right id it then succeeds.
 func TestWrongClientIDIsNotTheMessagesFault(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.send(`{"id":"auth-1","kind":"geocode","query":"1 Main St"}`)
 	p := te.start(map[string]string{"AZURE_MAPS_CLIENT_ID": "11111111-2222-3333-4444-555555555555"}, "run")

@@ -68,6 +68,7 @@ func (te *testEnv) assertNoSecrets(where, text string) {
 // longer than MAPS_MAX_DEQUEUE_COUNT release cycles, then restores it: no
 // valid message is poisoned and every one succeeds.
 func TestOutagesPoisonNothing(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		inject  func(*mapstest.Server)

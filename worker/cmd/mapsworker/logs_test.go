@@ -76,6 +76,7 @@ func runThrough(t *testing.T, n int, extra map[string]string) (string, *testEnv)
 // run takes no more than 20, with the start-up block and the stop line, no
 // per-message line, and no secret.
 func TestLogsAtInfoFitTheDashboard(t *testing.T) {
+	t.Parallel()
 	out, te := runThrough(t, 300, map[string]string{"MAPS_LOG_LEVEL": "info"})
 	t.Logf("worker output at info for 300 messages:\n%s", out)
 	if n := lines(out); n > 20 {
@@ -105,6 +106,7 @@ func TestLogsAtInfoFitTheDashboard(t *testing.T) {
 // TestLogsJSONFormat: MAPS_LOG_FORMAT=json makes every line a JSON object
 // with time, level and msg.
 func TestLogsJSONFormat(t *testing.T) {
+	t.Parallel()
 	out, _ := runThrough(t, 40, map[string]string{"MAPS_LOG_FORMAT": "json", "MAPS_LOG_LEVEL": "info"})
 	var msgs []string
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -131,6 +133,7 @@ func TestLogsJSONFormat(t *testing.T) {
 // TestLogsDebugPerMessage: at debug every message gets a line with its
 // queue message id, kind, request id and outcome.
 func TestLogsDebugPerMessage(t *testing.T) {
+	t.Parallel()
 	out, _ := runThrough(t, 40, map[string]string{"MAPS_LOG_LEVEL": "debug"})
 	settled := map[string]int{}
 	for _, l := range strings.Split(out, "\n") {
@@ -157,6 +160,7 @@ func TestLogsDebugPerMessage(t *testing.T) {
 // TestLogSettingsErrors: a bad MAPS_LOG_LEVEL or MAPS_LOG_FORMAT stops a
 // command with one line naming the setting, exit 3.
 func TestLogSettingsErrors(t *testing.T) {
+	t.Parallel()
 	te := &testEnv{t: t, env: map[string]string{"AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=c2VjcmV0c2VjcmV0;QueueEndpoint=http://127.0.0.1:1/a;BlobEndpoint=http://127.0.0.1:1/a"}}
 	for k, v := range map[string]string{"MAPS_LOG_LEVEL": "loud", "MAPS_LOG_FORMAT": "xml"} {
 		te.env[k] = v
@@ -173,6 +177,7 @@ func TestLogSettingsErrors(t *testing.T) {
 // succeeded, poisoned, released, in flight, messages/s, Maps calls, 429s and
 // lease renewals, and the Maps calls add up to what the emulator served.
 func TestLogsSummaryLine(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	texts, valid := mixedRequests("sum", 200)
 	te.send(texts...)
@@ -249,6 +254,7 @@ func TestLogsSummaryLine(t *testing.T) {
 // TestMapsCounterCounts429: the counting policy sees every attempt and the
 // 429s among them.
 func TestMapsCounterCounts429(t *testing.T) {
+	t.Parallel()
 	codes := []int{200, 429, 200, 429, 503}
 	var i atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

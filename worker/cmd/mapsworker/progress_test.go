@@ -43,6 +43,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // TestEnqueueProgressOnTerminal: a large input sent from a terminal draws a
 // progress bar on stderr, ending at the total; the ids still go to stdout.
 func TestEnqueueProgressOnTerminal(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	var in strings.Builder
 	const n = 150
