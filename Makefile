@@ -11,6 +11,9 @@ FUZZTIME  ?= 30s
 # CROSS are the platforms besides this one that `make test` vets and builds
 # for: developers' Macs, Windows, arm64 Linux.
 CROSS     ?= darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
+# TESTPARALLEL is how many tests of a package run at once: most of their
+# time is spent waiting (leases, outages, drains), not computing.
+TESTPARALLEL ?= 8
 
 .PHONY: all build package run test bench fuzz deps vet crossbuild fmt clean
 
@@ -63,7 +66,7 @@ crossbuild:
 	done
 
 test: deps vet crossbuild
-	$(GO) test -count=1 -timeout 9m ./...
+	$(GO) test -count=1 -parallel $(TESTPARALLEL) -timeout 9m ./...
 
 # bench measures throughput against the storage floor, Maps calls and
 # storage requests per message, latency and memory (see README).
