@@ -42,8 +42,11 @@ type Envelope struct {
 	// MessageBlob, when the envelope would not fit in a queue message with
 	// the text inline, names the blob in the results container that holds
 	// the original text.
-	MessageBlob  string    `json:"messageBlob,omitempty"`
-	MessageID    string    `json:"messageId"`
+	MessageBlob string `json:"messageBlob,omitempty"`
+	MessageID   string `json:"messageId"`
+	// Name, when set, is the id that names the result of a request that
+	// has none of its own (the id of the message it was first sent as).
+	Name         string    `json:"name,omitempty"`
 	InsertedAt   time.Time `json:"insertedAt"`
 	ExpiresAt    time.Time `json:"expiresAt,omitzero"`
 	DequeueCount int64     `json:"dequeueCount"`

@@ -1018,7 +1018,7 @@ func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 		}
 	}
 	env := Envelope{
-		Message: l.msg.Original(), MessageID: l.msg.ID, InsertedAt: l.msg.InsertedAt,
+		Message: l.msg.Original(), MessageID: l.msg.ID, Name: l.msg.mark().name, InsertedAt: l.msg.InsertedAt,
 		DequeueCount: l.msg.DequeueCount, PoisonedAt: time.Now().UTC(), Error: info,
 	}
 	if !l.msg.ExpiresAt.IsZero() {

@@ -50,36 +50,34 @@ func cmdPoison(args []string) error {
 type poisoned struct {
 	env      worker.Envelope
 	id, kind string
-	msgID    string
-	pop      string
-	text     string // the poison message's text, as it is on the queue
 }
 
 func decodePoisoned(text, msgID string) poisoned {
-	p := poisoned{msgID: msgID, text: text}
-	if err := json.Unmarshal([]byte(text), &p.env); err != nil || p.env.Message == "" && p.env.Error.Class == "" {
-		// Not our envelope (e.g. moved there by another tool): replay it as is.
-		p.env = worker.Envelope{Message: text, MessageID: msgID, Error: worker.ErrorInfo{Class: "unknown", Message: "not a mapsworker poison envelope"}}
-	}
-	p.id, p.kind = requestIdentity(p.env.Message, p.env.MessageID)
+	p := poisoned{env: worker.DecodeEnvelope(text, msgID)}
+	p.id, p.kind = requestIdentity(p.env)
 	return p
 }
 
-// requestIdentity reads the id and kind of a request text (raw or base64).
-func requestIdentity(text, msgID string) (id, kind string) {
-	body, err := worker.DecodeBody(text)
+// requestIdentity reads the id and kind of a poisoned request (raw or
+// base64); a request without a valid id is named as its result is.
+func requestIdentity(env worker.Envelope) (id, kind string) {
+	id, kind = env.Name, "?"
+	if id == "" {
+		id = env.MessageID
+	}
+	body, err := worker.DecodeBody(env.Message)
 	if err != nil {
-		return msgID, "?"
+		return id, kind
 	}
 	var r struct{ ID, Kind string }
 	_ = json.Unmarshal(body, &r)
-	if r.ID == "" || !jobs.ValidID(r.ID) {
-		r.ID = msgID
+	if r.ID != "" && jobs.ValidID(r.ID) {
+		id = r.ID
 	}
-	if r.Kind == "" {
-		r.Kind = "?"
+	if r.Kind != "" {
+		kind = r.Kind
 	}
-	return r.ID, r.Kind
+	return id, kind
 }
 
 func poisonList(args []string) error {
@@ -162,59 +160,16 @@ func poisonReplay(args []string) error {
 	if err != nil {
 		return err
 	}
-	match := func(p poisoned) bool {
-		return *all || (*id != "" && p.id == *id) || (*class != "" && p.env.Error.Class == *class)
+	match := func(env worker.Envelope) bool {
+		reqID, _ := requestIdentity(env)
+		return *all || (*id != "" && reqID == *id) || (*class != "" && env.Error.Class == *class)
 	}
-	n, err := replay(context.Background(), a.storage, match)
-	fmt.Printf("replayed %d message(s)\n", n)
-	return err
-}
-
-// replay moves matching poison messages back to the request queue: enqueue
-// the original text first, then delete the poison message, so that a failure
-// in between duplicates rather than loses. Messages that do not match are
-// made visible again.
-func replay(ctx context.Context, st *worker.Storage, match func(poisoned) bool) (int, error) {
-	q := st.Poison.Client()
-	var skipped []poisoned
-	defer func() {
-		for _, p := range skipped {
-			// UpdateMessage always sends the text: resend it unchanged.
-			q.UpdateMessage(context.WithoutCancel(ctx), p.msgID, p.pop, p.text, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(0))})
-		}
-	}()
-	n := 0
-	for {
-		resp, err := q.DequeueMessages(ctx, &azqueue.DequeueMessagesOptions{
-			NumberOfMessages: to.Ptr(int32(32)), VisibilityTimeout: to.Ptr(int32(120)),
-		})
-		if err != nil {
-			return n, fmt.Errorf("reading the poison queue: %s", shortErr(err))
-		}
-		if len(resp.Messages) == 0 {
-			return n, nil
-		}
-		batch := make([]poisoned, len(resp.Messages))
-		for i, m := range resp.Messages {
-			batch[i] = decodePoisoned(deref(m.MessageText), deref(m.MessageID))
-			batch[i].pop = deref(m.PopReceipt)
-		}
-		for i, p := range batch {
-			if !match(p) {
-				skipped = append(skipped, p)
-				continue
-			}
-			if _, err := st.Requests.Enqueue(ctx, p.env.Message); err != nil {
-				// This one and the rest of the batch are made visible again.
-				skipped = append(skipped, batch[i:]...)
-				return n, fmt.Errorf("re-enqueueing %s: %s", p.id, shortErr(err))
-			}
-			if _, err := q.DeleteMessage(context.WithoutCancel(ctx), p.msgID, p.pop, nil); err != nil {
-				return n, fmt.Errorf("%s was re-enqueued but its poison message could not be removed: %s", p.id, shortErr(err))
-			}
-			n++
-		}
+	res, err := a.storage.Replay(context.Background(), match, nil)
+	fmt.Printf("replayed %d message(s)\n", res.Replayed)
+	if err != nil {
+		return fmt.Errorf("%s", shortErr(err))
 	}
+	return nil
 }
 
 func poisonPurge(args []string) error {
