@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,41 +68,131 @@ func TestWebJobFiles(t *testing.T) {
 	}
 }
 
-// TestPackage cross-builds the WebJob as `make package` does and checks the
-// zip holds run.cmd, settings.job and mapsworker.exe at its root.
+// TestLinuxRunScript checks run.sh, the Linux WebJob's entry point: LF line
+// endings and a bash shebang (the runner starts it with bash), and the binary
+// started by exec from beside it.
+func TestLinuxRunScript(t *testing.T) {
+	sh, err := os.ReadFile("../../../run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sh, []byte("\r")) || bytes.HasPrefix(sh, []byte{0xEF, 0xBB, 0xBF}) {
+		t.Error("run.sh has a carriage return or a byte-order mark; bash would fail on it")
+	}
+	if !bytes.HasPrefix(sh, []byte("#!/bin/bash\n")) {
+		t.Errorf("run.sh does not start with #!/bin/bash")
+	}
+	if !strings.Contains(string(sh), `exec "$dir/mapsworker" run`) {
+		t.Errorf("run.sh does not exec the binary beside it with run")
+	}
+}
+
+// TestLinuxRunScriptRuns runs run.sh as the Linux runner does, with bash,
+// from another working directory, and with the binary's executable bit lost
+// in unzipping: the worker starts, works a message, takes the runner's
+// SIGTERM (run.sh execs it) and exits 0; with a bad setting, run.sh passes
+// the worker's status 3 on.
+func TestLinuxRunScriptRuns(t *testing.T) {
+	dir := t.TempDir()
+	script, err := os.ReadFile("../../../run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "run.sh"), script)
+	writeFile(t, filepath.Join(dir, "mapsworker"), bin) // 0600: no executable bit
+
+	start := func(env []string) *proc {
+		cmd := exec.Command("bash", filepath.Join(dir, "run.sh"))
+		cmd.Dir = t.TempDir()
+		cmd.Env = env
+		p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = p.out, p.out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.err = cmd.Wait(); close(p.done) }()
+		t.Cleanup(func() {
+			select {
+			case <-p.done:
+			default:
+				cmd.Process.Kill()
+				<-p.done
+			}
+		})
+		return p
+	}
+
+	bad := start(append(os.Environ(), "MAPS_CONCURRENCY=0"))
+	bad.wait(t, 30*time.Second)
+	if bad.exitCode() != exitSettings || !strings.Contains(bad.out.String(), "mapsworker run: configuration: ") {
+		t.Errorf("bad settings: exit %d, output %q", bad.exitCode(), bad.out.String())
+	}
+
+	te := newTestEnv(t)
+	te.send(`{"id":"linux-1","kind":"geocode","query":"15127 NE 24th Street, Redmond, WA"}`)
+	p := start(te.environ())
+	waitFor(t, 30*time.Second, "the result", func() bool { return te.result("geocode", "linux-1") != nil })
+	p.stop(t, 30*time.Second)
+	if p.exitCode() != 0 || !strings.Contains(p.out.String(), "msg=stopped") {
+		t.Errorf("after SIGTERM: exit %d, output:\n%s", p.exitCode(), p.out.String())
+	}
+}
+
+// TestPackage cross-builds each WebJob as `make package` does and checks
+// the zip: the entry point, settings.job and the binary at its root, the
+// binary for the platform, and on Linux the executable bits.
 func TestPackage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-build")
 	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "mapsworker.exe")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("windows build: %v\n%s", err, out)
+	cases := []struct {
+		goos, entry, exe, magic string
+	}{
+		{"windows", "run.cmd", "mapsworker.exe", "MZ"},
+		{"linux", "run.sh", "mapsworker", "\x7fELF"},
 	}
-	zipPath := filepath.Join(dir, "webjob.zip")
-	mk := exec.Command("go", "run", "../webjobzip", zipPath, "../../../run.cmd", "../../../settings.job", exe)
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("webjobzip: %v\n%s", err, out)
-	}
-	zr, err := zip.OpenReader(zipPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	var names []string
-	for _, f := range zr.File {
-		names = append(names, f.Name)
-	}
-	if strings.Join(names, ",") != "run.cmd,settings.job,mapsworker.exe" {
-		t.Errorf("zip holds %v", names)
-	}
-	head := make([]byte, 2)
-	f, _ := zr.File[2].Open()
-	f.Read(head)
-	f.Close()
-	if string(head) != "MZ" {
-		t.Errorf("mapsworker.exe is not a Windows executable")
+	for _, tc := range cases {
+		t.Run(tc.goos, func(t *testing.T) {
+			dir := t.TempDir()
+			exe := filepath.Join(dir, tc.exe)
+			build := exec.Command("go", "build", "-o", exe, ".")
+			build.Env = append(os.Environ(), "GOOS="+tc.goos, "GOARCH=amd64", "CGO_ENABLED=0")
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("%s build: %v\n%s", tc.goos, err, out)
+			}
+			zipPath := filepath.Join(dir, "webjob.zip")
+			mk := exec.Command("go", "run", "../webjobzip", zipPath, "../../../"+tc.entry, "../../../settings.job", exe)
+			if out, err := mk.CombinedOutput(); err != nil {
+				t.Fatalf("webjobzip: %v\n%s", err, out)
+			}
+			zr, err := zip.OpenReader(zipPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			var names []string
+			modes := map[string]os.FileMode{}
+			for _, f := range zr.File {
+				names = append(names, f.Name)
+				modes[f.Name] = f.Mode().Perm()
+			}
+			if want := tc.entry + ",settings.job," + tc.exe; strings.Join(names, ",") != want {
+				t.Errorf("zip holds %v, want %s", names, want)
+			}
+			head := make([]byte, len(tc.magic))
+			f, _ := zr.File[2].Open()
+			io.ReadFull(f, head)
+			f.Close()
+			if string(head) != tc.magic {
+				t.Errorf("%s is not a %s executable", tc.exe, tc.goos)
+			}
+			if tc.goos == "linux" && (modes[tc.entry] != 0o755 || modes[tc.exe] != 0o755 || modes["settings.job"] != 0o644) {
+				t.Errorf("modes %v, want run.sh and mapsworker 0755, settings.job 0644", modes)
+			}
+		})
 	}
 }

@@ -1,10 +1,14 @@
 // Command webjobzip writes a WebJob zip: the named files at the zip's root,
 // as the Kudu WebJobs runner expects them. `make package` uses it, so that
-// packaging needs nothing but Go.
+// packaging needs nothing but Go. Scripts (#!) and Linux binaries (ELF) are
+// marked executable in the zip, whatever their mode on the machine that
+// packs them (a checkout on Windows has none).
 package main
 
 import (
 	"archive/zip"
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -57,10 +61,22 @@ func add(zw *zip.Writer, name string) error {
 	}
 	h.Name = filepath.Base(name)
 	h.Method = zip.Deflate
+	r := bufio.NewReader(src)
+	h.SetMode(0o644)
+	if executable(r) {
+		h.SetMode(0o755)
+	}
 	w, err := zw.CreateHeader(h)
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(w, src)
+	_, err = io.Copy(w, r)
 	return err
+}
+
+// executable reports whether the file r starts with is a script or an ELF
+// binary, which Linux runs only with the executable bit.
+func executable(r *bufio.Reader) bool {
+	head, _ := r.Peek(4)
+	return bytes.HasPrefix(head, []byte("#!")) || bytes.Equal(head, []byte("\x7fELF"))
 }
