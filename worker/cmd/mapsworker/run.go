@@ -74,12 +74,7 @@ func (a *app) mapsClient() (*maps.Client, error) {
 }
 
 func cmdRun(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var limits runLimits
-	fs.BoolVar(&limits.UntilEmpty, "until-empty", false, "stop when the queue has stayed empty for --idle-grace (a Container Apps job, a KEDA ScaledJob)")
-	fs.DurationVar(&limits.IdleGrace, "idle-grace", defaultIdleGrace, "with --until-empty: how long the queue must stay empty; also how long an environment fault may last with no progress")
-	fs.Int64Var(&limits.MaxMessages, "max-messages", 0, "stop after taking this many messages (0: no bound)")
-	fs.DurationVar(&limits.MaxDuration, "max-duration", 0, "stop taking messages after this long, then drain (0: no bound)")
+	fs, limits := runFlags()
 	fs.Usage = usageFor(fs, "run [--until-empty [--idle-grace D]] [--max-messages N] [--max-duration D]",
 		"Work the request queue until stopped (the WebJob's job), or, bounded, until it stays empty or a\n"+
 			"bound is reached; then drain as at a stop. Exit status: 0 done (stopped, empty, or a bound\n"+
@@ -96,8 +91,16 @@ func cmdRun(args []string) error {
 	if err := limits.validate(); err != nil {
 		return err
 	}
+	return runWorker(*limits)
+}
+
+// runWorker is `mapsworker run` once its flags are read.
+func runWorker(limits runLimits) error {
 	a, err := newApp(true)
 	if err != nil {
+		return err
+	}
+	if err := checkDrain(a.s.DrainTimeout, jobDir()); err != nil {
 		return err
 	}
 	a.maps = &mapsCounter{}

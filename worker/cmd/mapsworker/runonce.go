@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sync"
 	"time"
@@ -31,6 +32,17 @@ type runLimits struct {
 	IdleGrace   time.Duration
 	MaxMessages int64
 	MaxDuration time.Duration
+}
+
+// runFlags returns the flags of `mapsworker run` and the limits they set.
+func runFlags() (*flag.FlagSet, *runLimits) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	l := &runLimits{}
+	fs.BoolVar(&l.UntilEmpty, "until-empty", false, "stop when the queue has stayed empty for --idle-grace (a Container Apps job, a KEDA ScaledJob)")
+	fs.DurationVar(&l.IdleGrace, "idle-grace", defaultIdleGrace, "with --until-empty: how long the queue must stay empty; also how long an environment fault may last with no progress")
+	fs.Int64Var(&l.MaxMessages, "max-messages", 0, "stop after taking this many messages (0: no bound)")
+	fs.DurationVar(&l.MaxDuration, "max-duration", 0, "stop taking messages after this long, then drain (0: no bound)")
+	return fs, l
 }
 
 // bounded reports whether the run ends by itself.
