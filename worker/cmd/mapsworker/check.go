@@ -95,9 +95,11 @@ func checkSteps(a *app) []checkStep {
 			return err
 		}},
 		// The probe message is enqueued invisible, so no worker takes it,
-		// then updated and deleted with its pop receipt.
+		// then updated and deleted with its pop receipt. It expires a
+		// second after it could become visible: if check dies before the
+		// delete, no worker ever sees it (and poisons it).
 		checkStep{"queue " + s.Queue + ": send, update, delete", "Storage Queue Data Contributor", func(ctx context.Context) error {
-			resp, err := reqQ.EnqueueMessage(ctx, probe, &azqueue.EnqueueMessageOptions{VisibilityTimeout: to.Ptr(int32(300)), TimeToLive: to.Ptr(int32(600))})
+			resp, err := enqueueProbe(ctx, reqQ, probe, probeHidden)
 			if err != nil {
 				return err
 			}
@@ -105,7 +107,9 @@ func checkSteps(a *app) []checkStep {
 				return errors.New("enqueue returned no message")
 			}
 			m := resp.Messages[0]
-			up, err := reqQ.UpdateMessage(ctx, *m.MessageID, *m.PopReceipt, probe, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(300))})
+			// Hidden to the same end: the update keeps it invisible until
+			// a second before it expires.
+			up, err := reqQ.UpdateMessage(ctx, *m.MessageID, *m.PopReceipt, probe, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(probeHidden))})
 			if err != nil {
 				return err
 			}
@@ -114,7 +118,7 @@ func checkSteps(a *app) []checkStep {
 		}},
 		checkStep{"queue " + s.Queue + "-poison: send", "Storage Queue Data Message Sender", func(ctx context.Context) error {
 			pq := a.storage.Poison.Client()
-			resp, err := pq.EnqueueMessage(ctx, probe, &azqueue.EnqueueMessageOptions{VisibilityTimeout: to.Ptr(int32(300)), TimeToLive: to.Ptr(int32(600))})
+			resp, err := enqueueProbe(ctx, pq, probe, probeHidden)
 			if err != nil {
 				return err
 			}
@@ -244,4 +248,16 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// probeHidden is how long check's probe messages stay invisible (seconds);
+// they expire one second later.
+const probeHidden = 600
+
+// enqueueProbe sends check's probe message, invisible for hidden seconds
+// and expiring a second later.
+func enqueueProbe(ctx context.Context, q *azqueue.QueueClient, text string, hidden int32) (azqueue.EnqueueMessagesResponse, error) {
+	return q.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{
+		VisibilityTimeout: to.Ptr(hidden), TimeToLive: to.Ptr(hidden + 1),
+	})
 }

@@ -35,6 +35,7 @@ func newIdentity(s *settings) (*identity, error) {
 	case s.TenantID != "" && s.ClientID != "" && s.ClientSecret != "":
 		opts := &azidentity.ClientSecretCredentialOptions{}
 		opts.DisableInstanceDiscovery = s.AuthorityHost != ""
+		opts.ClientOptions = outbound(opts.ClientOptions)
 		cred, err := azidentity.NewClientSecretCredential(s.TenantID, s.ClientID, s.ClientSecret, opts)
 		if err != nil {
 			return nil, &settingError{"AZURE_CLIENT_SECRET", "cannot build the service principal credential: " + safeErr(err, s)}
@@ -55,6 +56,7 @@ func newIdentity(s *settings) (*identity, error) {
 		}
 		opts := &azidentity.ClientCertificateCredentialOptions{}
 		opts.DisableInstanceDiscovery = s.AuthorityHost != ""
+		opts.ClientOptions = outbound(opts.ClientOptions)
 		cred, err := azidentity.NewClientCertificateCredential(s.TenantID, s.ClientID, certs, key, opts)
 		if err != nil {
 			return nil, &settingError{"AZURE_CLIENT_CERTIFICATE_PATH", "cannot build the certificate credential: " + safeErr(err, s)}
@@ -81,6 +83,7 @@ func workloadIdentity(s *settings, clientID string) (*identity, error) {
 		TokenFilePath: s.FederatedTokenFile,
 	}
 	opts.DisableInstanceDiscovery = s.AuthorityHost != ""
+	opts.ClientOptions = outbound(opts.ClientOptions)
 	cred, err := azidentity.NewWorkloadIdentityCredential(opts)
 	if err != nil {
 		return nil, &settingError{"AZURE_FEDERATED_TOKEN_FILE", "cannot build the workload identity credential: " + safeErr(err, s)}
@@ -95,6 +98,7 @@ func managedIdentity(clientID string) (*identity, error) {
 	// enough here: the engine's breaker pauses all work while tokens fail
 	// and probes until the endpoint is back.
 	opts.Retry = policy.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second}
+	opts.ClientOptions = outbound(opts.ClientOptions)
 	kind := "managed-identity (system-assigned)"
 	if clientID != "" {
 		opts.ID = azidentity.ClientID(clientID)

@@ -23,6 +23,16 @@ type vaultKeys struct {
 
 	mu  sync.Mutex
 	key string
+	// reading is the read of the secret under way, shared by every Refresh
+	// that asks meanwhile: a rotation makes all requests in flight refuse
+	// the old key at once, and one read serves them all.
+	reading *vaultRead
+}
+
+type vaultRead struct {
+	done chan struct{}
+	key  string
+	err  error
 }
 
 // newVaultKeys parses a secret URI such as
@@ -49,6 +59,12 @@ func newVaultKeysWithOptions(secretURI string, cred azcore.TokenCredential, opts
 	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
 		return nil, &settingError{"AZURE_MAPS_KEY_SECRET_URI", "must be https://<vault>.vault.azure.net/secrets/<name>"}
 	}
+	o := azsecrets.ClientOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	o.ClientOptions = outbound(o.ClientOptions)
+	opts = &o
 	if isLoopbackHost(u.Hostname()) {
 		// azsecrets checks that the resource named in Key Vault's 401
 		// challenge is a parent domain of the vault's host (vault.azure.net
@@ -58,12 +74,7 @@ func newVaultKeysWithOptions(secretURI string, cred azcore.TokenCredential, opts
 		// check is turned off for loopback hosts only: the host is this
 		// machine, and the secret URI is the operator's own https:// setting.
 		// Every real vault keeps the check.
-		o := azsecrets.ClientOptions{}
-		if opts != nil {
-			o = *opts
-		}
-		o.DisableChallengeResourceVerification = true
-		opts = &o
+		opts.DisableChallengeResourceVerification = true
 	}
 	c, err := azsecrets.NewClient("https://"+u.Host, cred, opts)
 	if err != nil {
@@ -87,8 +98,36 @@ func (k *vaultKeys) Key(ctx context.Context) (string, error) {
 	return k.Refresh(ctx)
 }
 
-// Refresh reads the secret again.
+// Refresh reads the secret again; concurrent calls share one read.
 func (k *vaultKeys) Refresh(ctx context.Context) (string, error) {
+	k.mu.Lock()
+	r := k.reading
+	if r == nil {
+		r = &vaultRead{done: make(chan struct{})}
+		k.reading = r
+		k.mu.Unlock()
+		// The read serves callers other than this one: a caller leaving
+		// does not cut it short; its own deadline bounds it.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*tokenTryTimeout)
+		r.key, r.err = k.read(rctx)
+		cancel()
+		k.mu.Lock()
+		k.reading = nil
+		k.mu.Unlock()
+		close(r.done)
+	} else {
+		k.mu.Unlock()
+	}
+	select {
+	case <-r.done:
+		return r.key, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// read reads the secret and caches its value.
+func (k *vaultKeys) read(ctx context.Context) (string, error) {
 	resp, err := k.c.GetSecret(ctx, k.name, k.version, nil)
 	if err != nil {
 		// azcore's error text holds the response; keep only what helps.
