@@ -797,6 +797,8 @@ func TestTransportHostFixed(t *testing.T) {
 func TestCredentialChoiceSettings(t *testing.T) {
 	t.Parallel()
 	certPath, _ := clientCertificate(t)
+	token := filepath.Join(t.TempDir(), "azure-identity-token")
+	writeFile(t, token, []byte("eyJ.e30.sig"))
 	cases := []struct {
 		name     string
 		env      map[string]string
@@ -811,6 +813,13 @@ func TestCredentialChoiceSettings(t *testing.T) {
 		{"secret without tenant", map[string]string{"AZURE_CLIENT_ID": "sp-3", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "", "", "AZURE_TENANT_ID"},
 		{"secret and certificate", map[string]string{"AZURE_CLIENT_ID": "sp-4", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret", "AZURE_CLIENT_CERTIFICATE_PATH": certPath}, "", "", "AZURE_CLIENT_SECRET"},
 		{"unreadable certificate", map[string]string{"AZURE_CLIENT_ID": "sp-5", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_CERTIFICATE_PATH": "/nonexistent.pem"}, "", "", "AZURE_CLIENT_CERTIFICATE_PATH"},
+		// Workload identity: after the service principal, before the
+		// managed identity, as DefaultAzureCredential orders them.
+		{"federated token", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-1", "AZURE_TENANT_ID": "t"}, kindWorkload, "wl-1", ""},
+		{"federated token and a secret", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "sp-6", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "service-principal (client secret)", "sp-6", ""},
+		{"federated token without tenant", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-2"}, "", "", "AZURE_TENANT_ID"},
+		{"federated token without client id", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_TENANT_ID": "t"}, "", "", "AZURE_TENANT_ID"},
+		{"unreadable federated token", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/token", "AZURE_CLIENT_ID": "wl-3", "AZURE_TENANT_ID": "t"}, "", "", "AZURE_FEDERATED_TOKEN_FILE"},
 	}
 	for _, tc := range cases {
 		getenv := func(k string) string {
@@ -840,6 +849,18 @@ func TestCredentialChoiceSettings(t *testing.T) {
 		}
 		if id.kind != tc.kind || id.clientID != tc.id {
 			t.Errorf("%s: %s %q, want %s %q", tc.name, id.kind, id.clientID, tc.kind, tc.id)
+		}
+		// AzureWebJobsStorage__clientId is another identity of the same
+		// way in: a user-assigned managed identity, or under workload
+		// identity another identity trusting the same token.
+		s.StorageClientID = "st-1"
+		sid, err := storageIdentity(s, id)
+		want := "managed-identity (user-assigned)"
+		if id.kind == kindWorkload {
+			want = kindWorkload
+		}
+		if err != nil || sid.kind != want || sid.clientID != "st-1" {
+			t.Errorf("%s: storage identity %+v %v, want %s st-1", tc.name, sid, err, want)
 		}
 	}
 }

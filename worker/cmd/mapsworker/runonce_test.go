@@ -32,6 +32,7 @@ func (p *proc) exited(t *testing.T, began time.Time, limit time.Duration) (time.
 // itself once the queue has stayed empty for the grace: every message has
 // its outcome, and the log says why the run ended.
 func TestRunUntilEmpty(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.geocodes("ue", 50)
 	te.send(`{"id":"ue-bad","kind":"geocode","query":"x","top":99}`)
@@ -67,6 +68,7 @@ func TestRunUntilEmpty(t *testing.T) {
 // grace is worked, and the grace starts again after it: the run ends no
 // sooner than a grace after the message was sent.
 func TestRunUntilEmptyGraceFromLastMessage(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	const grace = 4 * time.Second
 	began := time.Now()
@@ -94,6 +96,7 @@ func TestRunUntilEmptyGraceFromLastMessage(t *testing.T) {
 // TestRunMaxMessages: a run bounded to N messages takes exactly N, works
 // them, and leaves the rest visible for the next run.
 func TestRunMaxMessages(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.geocodes("mm", 40)
 	began := time.Now()
@@ -118,6 +121,7 @@ func TestRunMaxMessages(t *testing.T) {
 // at once, nothing is lost or poisoned, and it exits 0 well inside the
 // drain budget.
 func TestRunMaxDuration(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.emu.SetLatency(300 * time.Millisecond)
 	const n = 200
@@ -128,7 +132,7 @@ func TestRunMaxDuration(t *testing.T) {
 	if code != exitDone {
 		t.Errorf("exit %d", code)
 	}
-	if took < 2*time.Second || took > 15*time.Second {
+	if took < 2*time.Second || took > 30*time.Second {
 		t.Errorf("ran %v with --max-duration 2s", took)
 	}
 	done := te.resultCount()
@@ -150,6 +154,7 @@ func TestRunMaxDuration(t *testing.T) {
 // empty queue: it ends with the fault status once the fault has lasted the
 // grace with no progress, says why, and poisons nothing.
 func TestRunUntilEmptyFault(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		inject func(te *testEnv)
@@ -163,6 +168,7 @@ func TestRunUntilEmptyFault(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
 			az := azurite.New(t, nil)
 			te := newTestEnvWith(t, az)
 			if tc.inject != nil {
@@ -203,6 +209,7 @@ func TestRunUntilEmptyFault(t *testing.T) {
 // TestRunFlags: a bad flag stops `run` at once with the bad-settings status
 // and one line naming it; --help documents the exit statuses.
 func TestRunFlags(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		args []string
 		code int

@@ -93,6 +93,7 @@ func TestLinuxRunScript(t *testing.T) {
 // SIGTERM (run.sh execs it) and exits 0; with a bad setting, run.sh passes
 // the worker's status 3 on.
 func TestLinuxRunScriptRuns(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	script, err := os.ReadFile("../../../run.sh")
 	if err != nil {

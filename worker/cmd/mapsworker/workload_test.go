@@ -133,6 +133,7 @@ func useWorkloadIdentity(t *testing.T, te *testEnv, fi *federatedIssuer, tokenSu
 // managed identity endpoint, the results are written, and the start-up log
 // names the credential.
 func TestWorkloadIdentity(t *testing.T) {
+	t.Parallel()
 	te := newIdentityStorageEnv(t)
 	fi := newFederatedIssuer(t)
 	auth := useWorkloadIdentity(t, te, fi, fi.subject)
@@ -179,6 +180,7 @@ func TestWorkloadIdentity(t *testing.T) {
 // refuses the federated token (a service account the identity does not
 // trust) the token lines say so and point at the federated credential.
 func TestCheckWorkloadIdentity(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name    string
 		subject string // of the projected token
@@ -189,6 +191,7 @@ func TestCheckWorkloadIdentity(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
 			te := newTestEnv(t)
 			fi := newFederatedIssuer(t)
 			auth := useWorkloadIdentity(t, te, fi, tc.subject)
@@ -208,66 +211,5 @@ func TestCheckWorkloadIdentity(t *testing.T) {
 				t.Errorf("token line %q", l)
 			}
 		})
-	}
-}
-
-// TestWorkloadIdentitySettings: the federated token file needs the tenant
-// and client id, and must be readable; a service principal's secret wins
-// over it (the order DefaultAzureCredential gives), and it wins over the
-// managed identity.
-func TestWorkloadIdentitySettings(t *testing.T) {
-	token := filepath.Join(t.TempDir(), "token")
-	writeFile(t, token, []byte("eyJ.e30.sig"))
-	cases := []struct {
-		name     string
-		env      map[string]string
-		kind, id string
-		bad      string
-	}{
-		{"workload", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-1", "AZURE_TENANT_ID": "t"}, kindWorkload, "wl-1", ""},
-		{"service principal first", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "sp-1", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "service-principal (client secret)", "sp-1", ""},
-		{"no tenant", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-3"}, "", "", "AZURE_TENANT_ID"},
-		{"no client id", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_TENANT_ID": "t"}, "", "", "AZURE_TENANT_ID"},
-		{"unreadable token file", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/token", "AZURE_CLIENT_ID": "wl-4", "AZURE_TENANT_ID": "t"}, "", "", "AZURE_FEDERATED_TOKEN_FILE"},
-	}
-	for _, tc := range cases {
-		getenv := func(k string) string {
-			switch k {
-			case "AzureWebJobsStorage__accountName":
-				return "acct"
-			case "AZURE_MAPS_CLIENT_ID":
-				return "maps"
-			}
-			return tc.env[k]
-		}
-		s, err := loadSettings(getenv, true)
-		var id *identity
-		if err == nil {
-			id, err = newIdentity(s)
-		}
-		if tc.bad != "" {
-			se, ok := err.(*settingError)
-			if !ok || se.name != tc.bad {
-				t.Errorf("%s: error %v, want a configuration error naming %s", tc.name, err, tc.bad)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if id.kind != tc.kind || id.clientID != tc.id {
-			t.Errorf("%s: %s %q, want %s %q", tc.name, id.kind, id.clientID, tc.kind, tc.id)
-		}
-		// A storage client id is another identity of the same kind.
-		s.StorageClientID = "st-1"
-		sid, err := storageIdentity(s, id)
-		want := "managed-identity (user-assigned)"
-		if id.kind == kindWorkload {
-			want = kindWorkload
-		}
-		if err != nil || sid.kind != want || sid.clientID != "st-1" {
-			t.Errorf("%s: storage identity %+v %v, want %s st-1", tc.name, sid, err, want)
-		}
 	}
 }
