@@ -75,7 +75,7 @@ func (a *app) mapsClient() (*maps.Client, error) {
 
 func cmdRun(args []string) error {
 	fs, limits := runFlags()
-	fs.Usage = usageFor(fs, "run [--until-empty [--idle-grace D]] [--max-messages N] [--max-duration D]",
+	fs.Usage = usageFor(fs, "run",
 		"Work the request queue until stopped (the WebJob's job), or, bounded, until it stays empty or a\n"+
 			"bound is reached; then drain as at a stop. Exit status: 0 done (stopped, empty, or a bound\n"+
 			"reached), 1 stopped by a fault (with --until-empty: an environment fault that lasted the idle\n"+
