@@ -84,7 +84,6 @@ type runOnce struct {
 	mu         sync.Mutex
 	started    time.Time
 	taken      int64     // messages received
-	lastOK     time.Time // the last receive that succeeded
 	lastEmpty  time.Time // the last receive that succeeded and was empty
 	emptySince time.Time // first empty receive since the queue last gave messages or failed; zero: not empty
 	storeFault time.Time // storage has not answered since; zero: it answers
@@ -109,25 +108,22 @@ func (r *runOnce) admit(n int) int {
 	return int(min(int64(n), max(r.limits.MaxMessages-r.taken, 0)))
 }
 
-// received records a receive's result.
-func (r *runOnce) received(n int, err error) {
+// received records the result of a receive that began at began.
+func (r *runOnce) received(began time.Time, n int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	if err != nil {
 		if r.storeFault.IsZero() {
-			// Storage has not answered since the last success: a
-			// receive may have spent long in the SDK's retries.
-			r.storeFault = r.started
-			if !r.lastOK.IsZero() {
-				r.storeFault = r.lastOK
-			}
+			// Storage has not answered since the failed receive began:
+			// it may have spent long in the SDK's retries.
+			r.storeFault = began
 		}
 		r.lastFault = shortErr(err)
 		r.emptySince = time.Time{} // not known to be empty
 		return
 	}
-	r.lastOK, r.storeFault = now, time.Time{}
+	r.storeFault = time.Time{}
 	if n > 0 {
 		r.taken += int64(n)
 		r.emptySince = time.Time{}
@@ -225,9 +221,10 @@ func (q *watchedQueue) Receive(ctx context.Context, n int, visibility time.Durat
 		// --max-messages reached: the run is ending; take nothing more.
 		return nil, nil
 	}
+	began := q.r.now()
 	msgs, err := q.Queue.Receive(ctx, n, visibility)
 	if ctx.Err() == nil {
-		q.r.received(len(msgs), err)
+		q.r.received(began, len(msgs), err)
 	}
 	return msgs, err
 }

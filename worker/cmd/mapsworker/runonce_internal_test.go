@@ -16,13 +16,19 @@ func TestRunOnceEnd(t *testing.T) {
 	const grace = 30 * time.Second
 	errStorage := errors.New("storage unreachable")
 	type event struct {
-		at   time.Duration
-		recv int   // messages a receive returned (-1: no receive)
-		err  error // of that receive
-		out  string
+		at    time.Duration
+		recv  int           // messages a receive returned (-1: no receive)
+		err   error         // of that receive
+		began time.Duration // when that receive began
+		out   string
 	}
-	recv := func(at time.Duration, n int) event { return event{at: at, recv: n} }
-	recvErr := func(at time.Duration) event { return event{at: at, recv: 0, err: errStorage} }
+	recv := func(at time.Duration, n int) event { return event{at: at, recv: n, began: at} }
+	recvErr := func(at time.Duration) event { return event{at: at, recv: 0, err: errStorage, began: at} }
+	// recvErrAfter is a receive that began at began and failed, after the
+	// SDK's retries, at at.
+	recvErrAfter := func(began, at time.Duration) event {
+		return event{at: at, recv: 0, err: errStorage, began: began}
+	}
 	settled := func(at time.Duration, result string) event { return event{at: at, recv: -1, out: result} }
 	untilEmpty := runLimits{UntilEmpty: true, IdleGrace: grace}
 
@@ -56,7 +62,8 @@ func TestRunOnceEnd(t *testing.T) {
 			untilEmpty, then(empties(0, 5*time.Second), []event{recv(10*time.Second, 3)}, empties(11*time.Second, 41*time.Second)), 41 * time.Second, 30 * time.Second, "queue stayed empty", exitDone},
 		{"storage down for the grace", untilEmpty, []event{recvErr(0), recvErr(20 * time.Second)}, grace, grace, "environment fault outlasted the idle grace", exitFault},
 		{"storage down, not for long enough", untilEmpty, []event{recvErr(0)}, grace - time.Second, grace, "", 0},
-		{"storage stopped answering: counted from the last answer", untilEmpty, then(empties(0, 5*time.Second), []event{recvErr(40 * time.Second)}), 40 * time.Second, 40 * time.Second, "environment fault outlasted the idle grace", exitFault},
+		{"storage stopped answering: counted from when the failed receive began", untilEmpty, then(empties(0, 5*time.Second), []event{recvErrAfter(10*time.Second, 40*time.Second)}), 40 * time.Second, 40 * time.Second, "environment fault outlasted the idle grace", exitFault},
+		{"a storage blip after long work is not an outage", untilEmpty, []event{recv(0, 32), recvErr(5 * time.Minute)}, 5*time.Minute + time.Second, 0, "", 0},
 		{"empty, then storage down: not known to be empty", untilEmpty, then(empties(0, 25*time.Second), []event{recvErr(29 * time.Second)}), grace, grace, "", 0},
 		{"storage back: empty, no fault", untilEmpty, then([]event{recvErr(0)}, empties(time.Second, 31*time.Second)), 31 * time.Second, grace, "queue stayed empty", exitDone},
 		{"Maps refusing: paused, idle between probes",
@@ -79,7 +86,7 @@ func TestRunOnceEnd(t *testing.T) {
 			for _, e := range tc.events {
 				now = start.Add(e.at)
 				if e.recv >= 0 {
-					r.received(e.recv, e.err)
+					r.received(start.Add(e.began), e.recv, e.err)
 				} else {
 					r.settled(worker.Outcome{Result: e.out, Err: errors.New("403 Forbidden")})
 				}
@@ -101,7 +108,7 @@ func TestRunOnceAdmit(t *testing.T) {
 	for range 4 {
 		n := r.admit(32)
 		got = append(got, n)
-		r.received(n, nil)
+		r.received(time.Now(), n, nil)
 	}
 	if want := []int{32, 8, 0, 0}; !slices.Equal(got, want) || r.messages() != 40 {
 		t.Errorf("admitted %v (%d), want %v (40)", got, r.messages(), want)
