@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 	"mapsworker/worker/azurite"
+	"mapsworker/worker/azurite/procgroup"
 )
 
 // testEnv is a local Azure: a real Azurite and the Maps emulator with its
@@ -190,12 +190,15 @@ type buildFailure struct{ out string }
 
 func (b *buildFailure) Error() string { return "go build: " + b.out }
 
-// proc is a mapsworker child process with its output captured.
+// proc is a mapsworker child process with its output captured. It runs in
+// a process group of its own, so that stop works as the WebJobs runner's
+// does on every OS, and so that a killed test process leaves no worker.
 type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-	err  error
+	cmd   *exec.Cmd
+	group *procgroup.Group
+	out   *syncBuffer
+	done  chan struct{}
+	err   error
 }
 
 // start runs the built binary with the test settings plus extra ones.
@@ -208,9 +211,11 @@ func (te *testEnv) start(extra map[string]string, args ...string) *proc {
 	}
 	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
+	g, err := procgroup.Start(cmd)
+	if err != nil {
 		te.t.Fatal(err)
 	}
+	p.group = g
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	te.t.Cleanup(func() {
 		select {
@@ -219,6 +224,7 @@ func (te *testEnv) start(extra map[string]string, args ...string) *proc {
 			cmd.Process.Kill()
 			<-p.done
 		}
+		g.Release()
 	})
 	return p
 }
@@ -235,12 +241,15 @@ func (p *proc) wait(t *testing.T, limit time.Duration) {
 	}
 }
 
-// stop sends SIGTERM, as the WebJobs runner's stop does, waits for the exit
-// up to limit, and returns how long the stop took.
+// stop asks the worker to stop, with SIGTERM as the Linux WebJobs runner
+// does (CTRL_BREAK on Windows), waits for the exit up to limit, and returns
+// how long the stop took.
 func (p *proc) stop(t *testing.T, limit time.Duration) time.Duration {
 	t.Helper()
 	began := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.group.Interrupt(); err != nil {
+		t.Fatalf("stopping the worker: %v", err)
+	}
 	p.wait(t, limit)
 	return time.Since(began)
 }
