@@ -25,11 +25,11 @@ const kindWorkload = "workload-identity"
 // DefaultAzureCredential's environment, workload identity and managed
 // identity, but by the settings alone and with no surprise chain: a service
 // principal when its settings are all there (off Azure); else workload
-// identity when AZURE_FEDERATED_TOKEN_FILE is set (AKS, Container Apps: the
-// platform projects the token file only for a pod or app given the
-// identity); else the managed identity (user-assigned when AZURE_CLIENT_ID
-// is set, system-assigned otherwise). On AKS, the node's managed identity
-// endpoint answers too, for the node's identity: the token file wins over it.
+// identity when AZURE_FEDERATED_TOKEN_FILE is set (AKS's webhook projects
+// the token only into a pod given the identity); else the managed identity
+// (user-assigned when AZURE_CLIENT_ID is set, system-assigned otherwise), as
+// on App Service and Container Apps. On AKS the node's managed identity
+// endpoint answers any pod, for the node's identity: the token file wins.
 func newIdentity(s *settings) (*identity, error) {
 	switch {
 	case s.TenantID != "" && s.ClientID != "" && s.ClientSecret != "":
