@@ -27,7 +27,7 @@ progress = start=$$(date +%s); \
 
 # deps installs the pinned Azurite and downloads the Go modules.
 deps: $(AZURITE)
-	@echo "==> Go modules (go mod download; the first time about 150 MB)"
+	@echo "==> Go modules (go mod download; the first time about 300 MB)"
 	@$(call progress,downloading Go modules,$(GO) mod download)
 
 $(AZURITE): azurite/package.json azurite/package-lock.json
