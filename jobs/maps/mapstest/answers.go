@@ -213,6 +213,8 @@ func (in *geocodeIn) validate() (code, msg string) {
 		return codeBadRequest, "bbox is out of range: expected west,south,east,north with valid longitudes and latitudes and south <= north."
 	case strings.Contains(in.query, "#reject") || strings.Contains(in.addressLine, "#reject"):
 		return codeBadRequest, "The emulator rejects any query containing #reject."
+	case strings.Contains(in.query, "#fail") || strings.Contains(in.addressLine, "#fail"):
+		return codeUnavailable, "The emulator fails any query containing #fail, every time."
 	}
 	return "", ""
 }
@@ -315,8 +317,13 @@ func writeGeocodeFeatures(j *jbuf, in *geocodeIn) {
 
 func (s *Server) geocode(w http.ResponseWriter, st *counters, q url.Values) {
 	in, msg := geocodeFromQuery(q)
+	code := codeBadRequest
 	if msg == "" {
-		_, msg = in.validate()
+		code, msg = in.validate()
+	}
+	if code == codeUnavailable {
+		s.reply(w, st, http.StatusServiceUnavailable, ctJSON, errorBody(code, msg))
+		return
 	}
 	if msg != "" {
 		s.badRequest(w, st, msg)

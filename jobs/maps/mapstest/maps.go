@@ -18,6 +18,7 @@ const (
 
 	unauthorizedMessage = "Access denied, please inspect WWW-Authenticate header."
 	codeBadRequest      = "400 BadRequest"
+	codeUnavailable     = "503 ServiceUnavailable"
 	maxBodyBytes        = 8 << 20
 	maxBatchItems       = 100
 )
