@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestEnsureWithoutCreateRights: an identity with data roles only may not
@@ -48,5 +49,36 @@ func TestEnsureWithoutCreateRights(t *testing.T) {
 		if !strings.Contains(out, name) {
 			t.Errorf("the warning does not name %s: %s", name, out)
 		}
+	}
+}
+
+// The storage clients never follow a redirect: a request's Authorization
+// (a bearer token, or a shared-key signature) reaches no other host and no
+// plain-http URL.
+func TestStorageFollowsNoRedirect(t *testing.T) {
+	var followed atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		followed.Add(1)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	conn := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" +
+		"BlobEndpoint=" + srv.URL + "/devstoreaccount1;QueueEndpoint=" + srv.URL + "/devstoreaccount1;"
+	st, err := NewStorageFromConnectionString(conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := st.Requests.Receive(ctx, 1, time.Minute); err == nil {
+		t.Error("a redirected receive succeeded")
+	}
+	if _, err := st.Results.Succeeded(ctx, "k/x.json"); err == nil {
+		t.Error("a redirected blob read succeeded")
+	}
+	if n := followed.Load(); n != 0 {
+		t.Fatalf("%d requests followed a redirect", n)
 	}
 }
