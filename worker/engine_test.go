@@ -452,3 +452,27 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// A message with no room left for the mark (near 64 KiB) is released for
+// faults not its own like any other: those deliveries do not count.
+func TestNoRoomForTheMarkDoesNotCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int64
+		ds := &downstream{behave: func(mode string) error {
+			if mode == "big" && calls.Add(1) <= 3 {
+				return err429
+			}
+			return nil
+		}}
+		g := newRig(t, ds, &worker.Options{MaxDequeueCount: 2})
+		head := `{"id":"big","mode":"big","pad":"`
+		text := head + strings.Repeat("x", maxText-len(head)-10) + `"}`
+		g.q.add(text, 0)
+		g.start()
+		until(t, 30*time.Minute, "succeeded", func() bool { return g.r.succeeded() == 1 })
+		g.stop(t)
+		if len(g.p.envelopes()) != 0 {
+			t.Fatalf("poisoned: %+v", g.p.envelopes()[0].Error)
+		}
+	})
+}
