@@ -5,12 +5,13 @@
 package azurite
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ type Server struct {
 	exited              chan struct{}
 }
 
-// Start launches Azurite and waits until its ports accept connections.
+// Start launches Azurite on loopback ports and waits until it listens.
 func Start(opts *Options) (*Server, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -69,51 +70,80 @@ func Start(opts *Options) (*Server, error) {
 		return nil, err
 	}
 	var lastErr error
-	for range 5 {
-		ports, err := freePorts(3)
-		if err != nil {
-			return nil, err
+	for range 3 {
+		s, err := start(node, script, opts)
+		if err == nil {
+			return s, nil
 		}
-		if opts.BlobPort != 0 && opts.QueuePort != 0 {
-			ports[0], ports[1] = opts.BlobPort, opts.QueuePort
-		}
-		s := &Server{BlobPort: ports[0], QueuePort: ports[1], Scheme: "http", exited: make(chan struct{})}
-		args := []string{script,
-			"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-			"--blobPort", strconv.Itoa(ports[0]), "--queuePort", strconv.Itoa(ports[1]),
-			"--tablePort", strconv.Itoa(ports[2]),
-			"--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-		}
-		if opts.Location != "" {
-			args = append(args, "--location", opts.Location)
-		} else {
-			args = append(args, "--inMemoryPersistence")
-		}
-		if opts.OAuth {
-			s.Scheme = "https"
-			args = append(args, "--oauth", "basic", "--cert", opts.CertFile, "--key", opts.KeyFile)
-		}
-		if opts.Debug != "" {
-			args = append(args, "--debug", opts.Debug)
-		}
-		cmd := exec.Command(node, args...)
-		if os.Getenv("MAPSWORKER_AZURITE_VERBOSE") != "" {
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		}
-		g, err := procgroup.Start(cmd)
-		if err != nil {
-			return nil, fmt.Errorf("starting azurite: %w", err)
-		}
-		s.cmd, s.group = cmd, g
-		go func() { cmd.Wait(); close(s.exited) }()
-		if err := s.waitReady(30 * time.Second); err != nil {
-			s.Close()
-			lastErr = err
-			continue
-		}
-		return s, nil
+		lastErr = err
 	}
 	return nil, lastErr
+}
+
+// listeningRE matches the line Azurite prints once a service listens; with
+// port 0 it is the only way to learn the port the system gave it.
+var listeningRE = regexp.MustCompile(`^Azurite (Blob|Queue) service is successfully listening at \S+:(\d+)$`)
+
+// start runs one Azurite. It asks for port 0 (unless opts name ports), so
+// that no other process can take a port between its choice and the bind,
+// and reads the ports Azurite reports.
+func start(node, script string, opts *Options) (*Server, error) {
+	s := &Server{Scheme: "http", exited: make(chan struct{})}
+	args := []string{script,
+		"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+		"--blobPort", strconv.Itoa(opts.BlobPort), "--queuePort", strconv.Itoa(opts.QueuePort), "--tablePort", "0",
+		"--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+	}
+	if opts.Location != "" {
+		args = append(args, "--location", opts.Location)
+	} else {
+		args = append(args, "--inMemoryPersistence")
+	}
+	if opts.OAuth {
+		s.Scheme = "https"
+		args = append(args, "--oauth", "basic", "--cert", opts.CertFile, "--key", opts.KeyFile)
+	}
+	if opts.Debug != "" {
+		args = append(args, "--debug", opts.Debug)
+	}
+	cmd := exec.Command(node, args...)
+	verbose := os.Getenv("MAPSWORKER_AZURITE_VERBOSE") != ""
+	if verbose {
+		cmd.Stderr = os.Stderr
+	}
+	// An os.Pipe rather than cmd.StdoutPipe: the reader below may outlive
+	// cmd.Wait, which closes the pipes it made.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = pw
+	g, err := procgroup.Start(cmd)
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, fmt.Errorf("starting azurite: %w", err)
+	}
+	s.cmd, s.group = cmd, g
+	go func() { cmd.Wait(); close(s.exited) }()
+	ports := make(chan []string, 2)
+	go func() {
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if verbose {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				ports <- m[1:]
+			}
+		}
+	}()
+	if err := s.waitReady(ports, 30*time.Second); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // New starts Azurite for a test and stops it when the test ends.
@@ -127,24 +157,23 @@ func New(t testing.TB, opts *Options) *Server {
 	return s
 }
 
-func (s *Server) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for _, p := range []int{s.BlobPort, s.QueuePort} {
-		for {
-			select {
-			case <-s.exited:
-				return errors.New("azurite exited at start (port taken?)")
-			default:
+// waitReady waits until Azurite has said that its blob and queue services
+// listen, and on which ports.
+func (s *Server) waitReady(ports <-chan []string, limit time.Duration) error {
+	timeout := time.After(limit)
+	for s.BlobPort == 0 || s.QueuePort == 0 {
+		select {
+		case p := <-ports:
+			n, _ := strconv.Atoi(p[1])
+			if p[0] == "Blob" {
+				s.BlobPort = n
+			} else {
+				s.QueuePort = n
 			}
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), 200*time.Millisecond)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("azurite did not listen on %d within %v", p, limit)
-			}
-			time.Sleep(50 * time.Millisecond)
+		case <-s.exited:
+			return errors.New("azurite exited at start (port taken?)")
+		case <-timeout:
+			return fmt.Errorf("azurite did not listen within %v", limit)
 		}
 	}
 	return nil
@@ -212,23 +241,4 @@ func Dir() (string, error) {
 			return "", errors.New("no azurite/package.json above " + wd + "; set MAPSWORKER_AZURITE_DIR")
 		}
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -42,3 +42,42 @@ func TestStartAndClose(t *testing.T) {
 	waitClosed(t, time.Second, s.QueuePort)
 	s.Close() // a second Close is harmless
 }
+
+// TestStartOnGivenPorts restarts an Azurite where its clients expect it,
+// with its data kept on disk.
+func TestStartOnGivenPorts(t *testing.T) {
+	dir := t.TempDir()
+	first := New(t, &Options{Location: dir})
+	first.Close()
+	waitClosed(t, time.Second, first.QueuePort)
+	again := New(t, &Options{Location: dir, BlobPort: first.BlobPort, QueuePort: first.QueuePort})
+	if again.BlobPort != first.BlobPort || again.QueuePort != first.QueuePort {
+		t.Fatalf("restarted on %d/%d, want %d/%d", again.BlobPort, again.QueuePort, first.BlobPort, first.QueuePort)
+	}
+	if !listening(again.QueuePort) {
+		t.Fatalf("restarted Azurite does not listen on %d", again.QueuePort)
+	}
+}
+
+func TestListeningLine(t *testing.T) {
+	for _, tc := range []struct {
+		line          string
+		service, port string
+	}{
+		{"Azurite Blob service is successfully listening at http://127.0.0.1:39017", "Blob", "39017"},
+		{"Azurite Queue service is successfully listening at https://127.0.0.1:443", "Queue", "443"},
+		{"Azurite Queue service is starting at http://127.0.0.1:0", "", ""},
+		{"Azurite Table service is successfully listening at http://127.0.0.1:38771", "", ""},
+	} {
+		m := listeningRE.FindStringSubmatch(tc.line)
+		if tc.service == "" {
+			if m != nil {
+				t.Errorf("%q matched: %q", tc.line, m)
+			}
+			continue
+		}
+		if m == nil || m[1] != tc.service || m[2] != tc.port {
+			t.Errorf("%q: got %q, want %s %s", tc.line, m, tc.service, tc.port)
+		}
+	}
+}
