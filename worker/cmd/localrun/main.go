@@ -2,7 +2,11 @@
 // emulator (with its managed identity token endpoint) and bin/mapsworker run,
 // enqueues the sample requests of docs/samples.jsonl with `mapsworker
 // enqueue`, prints their results as a table, and keeps the worker running
-// until Ctrl-C. It then stops every process it started.
+// until Ctrl-C. It then stops every process it started and exits 0.
+//
+// While it runs, .run/env holds the settings for the operator commands and
+// .run/pid its process id; both go when it stops. A second localrun with the
+// same -state folder refuses to start.
 package main
 
 import (
