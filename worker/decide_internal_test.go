@@ -29,7 +29,8 @@ func (panicTask) Run(context.Context) (*Output, error) {
 // failures, a panicking handler, and a crash-looping message.
 func TestDecideEngineErrors(t *testing.T) {
 	storage403 := redactErr(&azcore.ResponseError{StatusCode: http.StatusForbidden, ErrorCode: "AuthorizationPermissionMismatch"})
-	_, panicErr := runSafely(context.Background(), panicTask{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e := &Engine{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	_, panicErr := e.runSafely(context.Background(), panicTask{})
 	cases := []struct {
 		name     string
 		err      error

@@ -224,6 +224,7 @@ type Engine struct {
 	log     *slog.Logger
 	brk     *breaker
 	health  health
+	budget  logBudget
 	flights flights
 	// ledger counts, per message id, deliveries that were not the message's
 	// fault but could not be written into its mark (the release failed, or
@@ -266,6 +267,8 @@ type Stats struct {
 	Coalesced atomic.Int64
 	// Probes and ProbeFailures count the downstream probes run.
 	Probes, ProbeFailures atomic.Int64
+	// Outages counts the episodes of environment faults.
+	Outages atomic.Int64
 }
 
 // New returns an Engine. handler decodes and runs messages; results and
@@ -810,7 +813,7 @@ func (e *Engine) run(ctx context.Context, task Task) (*Output, error) {
 	b = retry.WithMaxDuration(e.opts.Lease/4, b)
 	return retry.DoValue(ctx, b, func(ctx context.Context) (*Output, error) {
 		tctx, cancel := context.WithTimeout(ctx, e.opts.TryTimeout)
-		out, err := runSafely(tctx, task, e.log)
+		out, err := e.runSafely(tctx, task)
 		cancel()
 		if err != nil && ClassOf(err) == ClassTransient && CodeOf(err) != "Panic" && ctx.Err() == nil {
 			return nil, retry.RetryableError(err)
@@ -822,11 +825,13 @@ func (e *Engine) run(ctx context.Context, task Task) (*Output, error) {
 // runSafely turns a panic in a handler into a transient error, so that a
 // bug poisons its message after the usual deliveries instead of killing the
 // process (and every message in flight with it).
-func runSafely(ctx context.Context, task Task, log *slog.Logger) (out *Output, err error) {
+func (e *Engine) runSafely(ctx context.Context, task Task) (out *Output, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = Transient("Panic", fmt.Errorf("handler panicked: %v", r))
-			log.Error("handler panicked", "kind", task.Kind(), "id", task.ID(), "panic", r, "stack", string(debug.Stack()))
+			if e.budget.allow("panics") {
+				e.log.Error("handler panicked", "kind", task.Kind(), "id", task.ID(), "panic", r, "stack", string(debug.Stack()))
+			}
 		}
 	}()
 	out, err = task.Run(ctx)
@@ -882,15 +887,18 @@ func (e *Engine) probeFor(err error, task Task) ProbeFunc {
 func (e *Engine) tripBreaker(retryAfter time.Duration, err error, probe ProbeFunc) time.Duration {
 	pause, first := e.brk.trip(retryAfter, probe)
 	if first {
-		e.log.Warn("environment fault; pausing dequeues until it clears",
-			"class", ClassOf(err).String(), "code", CodeOf(err), "err", err, "pause", pause.Round(time.Millisecond))
+		e.stats.Outages.Add(1)
+		if e.budget.episodeBegins() {
+			e.log.Warn("environment fault; pausing dequeues until it clears",
+				"class", ClassOf(err).String(), "code", CodeOf(err), "err", err, "pause", pause.Round(time.Millisecond))
+		}
 	}
 	return pause
 }
 
 // closeBreaker closes the breaker, logging the recovery after a fault.
 func (e *Engine) closeBreaker() {
-	if e.brk.close() {
+	if e.brk.close() && e.budget.episodeEnds() {
 		e.log.Info("environment recovered; dequeuing resumed")
 	}
 }
@@ -1036,7 +1044,12 @@ func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 	if err := e.poison.Send(ctx, text); err != nil {
 		return pause(err)
 	}
-	e.log.Debug("message poisoned", "messageId", l.msg.ID, "class", info.Class, "code", info.Code)
+	if e.budget.allow("poisonLines") {
+		e.log.Info("poisoning messages; they are in the poison queue with the reason",
+			"class", info.Class, "code", info.Code, "messageId", l.msg.ID)
+	} else {
+		e.log.Debug("message poisoned", "messageId", l.msg.ID, "class", info.Class, "code", info.Code)
+	}
 	return e.delete(l, o)
 }
 
@@ -1049,8 +1062,9 @@ func validJSON(raw json.RawMessage) json.RawMessage {
 	return raw
 }
 
-// startSummary logs one line per SummaryInterval while there was work, so
-// the WebJobs dashboard (first 200 lines of a run) shows progress for hours.
+// startSummary logs a summary line while there was work: every
+// SummaryInterval at first, then less and less often (summaryInterval), so
+// that the WebJobs dashboard (first 200 lines of a run) lasts a month.
 func (e *Engine) startSummary() (stop func()) {
 	if e.opts.SummaryInterval < 0 {
 		return func() {}
@@ -1058,18 +1072,20 @@ func (e *Engine) startSummary() (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(e.opts.SummaryInterval)
+		start := time.Now()
+		t := time.NewTimer(summaryInterval(0, e.opts.SummaryInterval))
 		defer t.Stop()
-		var last [4]int64
-		lastAt := time.Now()
+		var last [5]int64
+		lastAt := start
 		for {
 			select {
 			case <-quit:
 				return
 			case now := <-t.C:
+				t.Reset(summaryInterval(now.Sub(start), e.opts.SummaryInterval))
 				s := &e.stats
-				cur := [4]int64{s.Succeeded.Load() + s.Duplicates.Load(), s.Poisoned.Load(),
-					s.Released.Load() + s.Paused.Load(), s.Renewals.Load()}
+				cur := [5]int64{s.Succeeded.Load() + s.Duplicates.Load(), s.Poisoned.Load(),
+					s.Released.Load() + s.Paused.Load(), s.Renewals.Load(), s.Outages.Load()}
 				if cur == last && s.InFlight.Load() == 0 {
 					continue
 				}
@@ -1083,6 +1099,10 @@ func (e *Engine) startSummary() (stop func()) {
 					attrs = append(attrs, e.opts.SummaryAttrs()...)
 				}
 				attrs = append(attrs, "renewals", cur[3]-last[3])
+				if n := cur[4] - last[4]; n > 0 {
+					attrs = append(attrs, "outages", n)
+				}
+				attrs = append(attrs, e.budget.unlogged()...)
 				e.log.Info("summary", attrs...)
 				last, lastAt = cur, now
 			}

@@ -60,8 +60,10 @@ func (l *lease) renew() {
 		e.log.Debug("lease renewal outcome unknown; renewing no more", "messageId", l.msg.ID, "err", err)
 	case errors.Is(err, ErrMessageLost):
 		l.settled, l.lost = true, true
-		e.log.Warn("lease lost while working; another consumer may work the message too",
-			"messageId", l.msg.ID, "err", err)
+		if e.budget.allow("lostLeases") {
+			e.log.Warn("lease lost while working; another consumer may work the message too (is MAPS_LEASE too short?)",
+				"messageId", l.msg.ID, "err", err)
+		}
 	default:
 		l.unsure = true
 		// Try again soon: the lease still has half its time. Debug only:
