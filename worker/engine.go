@@ -117,9 +117,14 @@ type Options struct {
 	SummaryAttrs func() []any
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger
-	// OnOutcome, when set, is called after each delivery is settled; tests
-	// and benchmarks use it.
+	// OnOutcome, when set, is called after each delivery is settled; tests,
+	// benchmarks and metrics use it.
 	OnOutcome func(Outcome)
+	// Observe, when set, is called as each delivery begins, with the
+	// engine's context for the work. The context it returns (a trace span's,
+	// say) is the one the task and the delivery's storage calls run under;
+	// done is called with the outcome when the delivery is settled.
+	Observe func(ctx context.Context, m *Message) (_ context.Context, done func(Outcome))
 }
 
 func (o *Options) withDefaults() Options {
@@ -200,6 +205,11 @@ type Outcome struct {
 	Kind, ID  string // empty when the message could not be decoded
 	Result    string // "succeeded", "duplicate", "poisoned", "released", "paused", "stopped", "lost"
 	Err       error
+	// DequeueCount is the delivery's; InsertedAt is when the message was
+	// sent, Started when this delivery began to be worked, and Ended when it
+	// was settled (for processing and end-to-end latencies).
+	DequeueCount             int64
+	InsertedAt, Started, End time.Time
 }
 
 // Outcome results.
@@ -291,6 +301,12 @@ func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Op
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Paused reports whether dequeuing is paused for an environment fault.
+func (e *Engine) Paused() bool {
+	_, open := e.brk.remaining()
+	return open
+}
 
 // IdleFor reports how long the engine has held no message: 0 while any is
 // dequeued or in flight, else the time since the last one was settled (or
@@ -628,8 +644,19 @@ func (e *Engine) settle(l *lease) {
 	e.stats.InFlight.Add(1)
 	defer e.stats.InFlight.Add(-1)
 	defer l.stopRenewing()
+	started := time.Now()
+	var done func(Outcome)
+	if e.opts.Observe != nil {
+		ctx, d := e.opts.Observe(e.workCtx, l.msg)
+		l.setContext(ctx)
+		done = d
+	}
 	o := e.process(l)
 	o.MessageID = l.msg.ID
+	o.DequeueCount, o.InsertedAt, o.Started, o.End = l.msg.DequeueCount, l.msg.InsertedAt, started, time.Now()
+	if done != nil {
+		done(o)
+	}
 	if o.Result != OutcomeReleased && o.Result != OutcomePaused && o.Result != OutcomeStopped {
 		e.ledger.forget(l.msg.ID)
 	}
@@ -724,7 +751,7 @@ func (e *Engine) process(l *lease) Outcome {
 	name := ResultName(task.Kind(), task.ID())
 
 	// Work is cut off in time to poison the message before it expires.
-	ctx := e.workCtx
+	ctx := l.context()
 	if !m.ExpiresAt.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, m.ExpiresAt.Add(-e.opts.expirySafety()))
@@ -779,7 +806,7 @@ func (e *Engine) process(l *lease) Outcome {
 		} else {
 			// The work is done: write it even if a stop cuts the drain
 			// short, within the bound on every storage call.
-			pctx, cancel := e.detached()
+			pctx, cancel := l.detached()
 			err = e.results.Put(pctx, name, doc, false)
 			cancel()
 			if err == nil || errors.Is(err, ErrResultExists) {
@@ -920,18 +947,20 @@ func storageError(err error) error {
 	return Environmental(codeStorageUnavailable, err, 0)
 }
 
-// detached returns a context for a storage call that must finish even when
-// the engine is being stopped.
-func (e *Engine) detached() (context.Context, context.CancelFunc) {
+// detached returns a context for a storage call of l's delivery that must
+// finish even when the engine is being stopped: it keeps the delivery's
+// values (a trace span) but not its cancellation, and has its own deadline.
+func (l *lease) detached() (context.Context, context.CancelFunc) {
+	e := l.e
 	deadline := time.Now().Add(e.opts.StorageTimeout)
 	if last := e.lastCall.Load(); last != 0 {
 		deadline = time.Unix(0, min(last, deadline.UnixNano()))
 	}
-	return context.WithDeadline(context.WithoutCancel(e.workCtx), deadline)
+	return context.WithDeadline(context.WithoutCancel(l.context()), deadline)
 }
 
 func (e *Engine) delete(l *lease, o Outcome) Outcome {
-	ctx, cancel := e.detached()
+	ctx, cancel := l.detached()
 	defer cancel()
 	if err := l.delete(ctx); err != nil {
 		if errors.Is(err, ErrMessageLost) {
@@ -968,7 +997,7 @@ func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment b
 			e.noteExpiryWake(time.Now().Add(after))
 		}
 	}
-	ctx, cancel := e.detached()
+	ctx, cancel := l.detached()
 	defer cancel()
 	marked, err := l.release(ctx, after, environment)
 	if environment && (err != nil || !marked) {
@@ -998,7 +1027,7 @@ const maxEnvelope = maxMessageText
 // envelope names.
 func (e *Engine) poisonMessage(l *lease, task Task, o Outcome) Outcome {
 	l.poisoning = true
-	ctx, cancel := e.detached()
+	ctx, cancel := l.detached()
 	defer cancel()
 	info := errorInfo(o.Err)
 	c := ClassOf(o.Err)

@@ -476,3 +476,42 @@ func TestNoRoomForTheMarkDoesNotCount(t *testing.T) {
 		}
 	})
 }
+
+type ctxKey struct{}
+
+// Observe's context reaches the task and the delivery's storage calls, and
+// done gets the outcome with its timings.
+func TestObserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var outcomes []worker.Outcome
+		seen := atomic.Int64{}
+		ds := &downstream{}
+		g := newRig(t, ds, &worker.Options{Observe: func(ctx context.Context, m *worker.Message) (context.Context, func(worker.Outcome)) {
+			return context.WithValue(ctx, ctxKey{}, m.ID), func(o worker.Outcome) {
+				mu.Lock()
+				outcomes = append(outcomes, o)
+				mu.Unlock()
+			}
+		}})
+		ds.behave = nil
+		g.q.add(req("a", ""), 0)
+		g.q.onDelete = func(ctx context.Context) {
+			if ctx.Value(ctxKey{}) != nil {
+				seen.Add(1)
+			}
+		}
+		g.start()
+		until(t, time.Minute, "succeeded", func() bool { return g.r.succeeded() == 1 })
+		g.stop(t)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(outcomes) != 1 || outcomes[0].Result != worker.OutcomeSucceeded || outcomes[0].DequeueCount != 1 ||
+			outcomes[0].Started.IsZero() || outcomes[0].End.Before(outcomes[0].Started) {
+			t.Fatalf("outcomes %+v", outcomes)
+		}
+		if seen.Load() != 1 {
+			t.Fatal("the delete did not run under Observe's context")
+		}
+	})
+}

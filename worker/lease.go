@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,20 @@ type lease struct {
 	sweep     bool      // dequeued by a sweep for expiring messages
 	poisoning bool      // being poisoned: a release must not poison again
 	began     time.Time // when the task began to run
+	// ctx is the delivery's work context when Options.Observe gave one;
+	// atomic, as renewals read it holding mu.
+	ctx atomic.Pointer[context.Context]
+}
+
+// setContext sets the context of the delivery's work (Options.Observe's).
+func (l *lease) setContext(ctx context.Context) { l.ctx.Store(&ctx) }
+
+// context is the delivery's work context: the engine's, or Observe's.
+func (l *lease) context() context.Context {
+	if p := l.ctx.Load(); p != nil {
+		return *p
+	}
+	return l.e.workCtx
 }
 
 func (e *Engine) newLease(m *Message) *lease {
@@ -42,7 +57,7 @@ func (l *lease) renew() {
 		return
 	}
 	e := l.e
-	ctx, cancel := e.detached()
+	ctx, cancel := l.detached()
 	defer cancel()
 	pop, err := e.queue.Update(ctx, l.msg.ID, l.msg.PopReceipt, l.msg.Text, e.opts.Lease)
 	switch {

@@ -28,6 +28,8 @@ type memQueue struct {
 	// engine's marked releases; renewals send the text unchanged).
 	failReleases atomic.Int64
 	receives     atomic.Int64
+	// onDelete, when set, sees the context of each delete.
+	onDelete func(context.Context)
 }
 
 type memMsg struct {
@@ -146,6 +148,9 @@ func (q *memQueue) Update(ctx context.Context, id, pop, text string, vis time.Du
 }
 
 func (q *memQueue) Delete(ctx context.Context, id, pop string) error {
+	if q.onDelete != nil {
+		q.onDelete(ctx)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now())
