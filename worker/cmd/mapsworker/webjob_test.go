@@ -8,9 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"mapsworker/worker/azurite/procgroup"
 )
 
 // TestWebJobFiles checks the files the Kudu WebJobs runner reads: run.cmd
@@ -94,6 +98,9 @@ func TestLinuxRunScript(t *testing.T) {
 // the worker's status 3 on.
 func TestLinuxRunScriptRuns(t *testing.T) {
 	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the Linux WebJob")
+	}
 	dir := t.TempDir()
 	script, err := os.ReadFile("../../../run.sh")
 	if err != nil {
@@ -110,19 +117,21 @@ func TestLinuxRunScriptRuns(t *testing.T) {
 		cmd := exec.Command("bash", filepath.Join(dir, "run.sh"))
 		cmd.Dir = t.TempDir()
 		cmd.Env = env
+		// A worker left behind by a run.sh that does not exec it holds the
+		// output open; the test should fail on bash's status, not hang.
+		cmd.WaitDelay = 5 * time.Second
 		p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 		cmd.Stdout, cmd.Stderr = p.out, p.out
-		if err := cmd.Start(); err != nil {
+		g, err := procgroup.Start(cmd)
+		if err != nil {
 			t.Fatal(err)
 		}
+		p.group = g
 		go func() { p.err = cmd.Wait(); close(p.done) }()
 		t.Cleanup(func() {
-			select {
-			case <-p.done:
-			default:
-				cmd.Process.Kill()
-				<-p.done
-			}
+			g.Kill() // bash, the worker, and anything either left behind
+			<-p.done
+			g.Release()
 		})
 		return p
 	}
@@ -137,7 +146,12 @@ func TestLinuxRunScriptRuns(t *testing.T) {
 	te.send(`{"id":"linux-1","kind":"geocode","query":"15127 NE 24th Street, Redmond, WA"}`)
 	p := start(te.environ())
 	waitFor(t, 30*time.Second, "the result", func() bool { return te.result("geocode", "linux-1") != nil })
-	p.stop(t, 30*time.Second)
+	// The runner signals the process it started, not a group: the signal
+	// reaches the worker only because run.sh execs it.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 30*time.Second)
 	if p.exitCode() != 0 || !strings.Contains(p.out.String(), "msg=stopped") {
 		t.Errorf("after SIGTERM: exit %d, output:\n%s", p.exitCode(), p.out.String())
 	}
