@@ -1,10 +1,15 @@
 // Package bench measures mapsworker's throughput against the storage floor
-// (`make bench`). It starts Azurite and the Azure Maps emulator in-process,
-// counts every storage and Maps HTTP request, and prints a table. It holds
-// only benchmarks, so `make test` (go test ./...) never times anything.
+// (`make bench`). It starts Azurite and the Azure Maps emulator (HTTPS, in a
+// process of its own) and runs the worker in-process with the settings each
+// row names, every other setting at its default. Storage requests are
+// counted by a pipeline policy on azcore's default transport (what the
+// worker uses), Maps requests by the emulator. It prints a table and fails
+// (exit status non-zero) when a row misses a target: a row counts only the
+// messages that succeeded. It holds only benchmarks, so `make test`
+// (go test ./...) never times anything.
 //
 // Settings (environment): BENCH_MESSAGES, the backlog per scenario (default
-// 5000; the concurrency-1 scenario uses min(300, BENCH_MESSAGES));
+// 5000; the rows bound by a low Maps rate use min(1000, BENCH_MESSAGES));
 // BENCH_ONLY, a substring of the names of the worker scenarios to run (the
 // floor and the idle measurement always run).
 package bench
@@ -16,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +31,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
@@ -33,35 +41,50 @@ import (
 	"mapsworker/worker/azurite"
 )
 
-// countingTransport counts the HTTP requests sent through it.
-type countingTransport struct {
-	c *http.Client
-	n atomic.Int64
-}
+// Limits every row is held to.
+const (
+	maxStoragePerMessage = 2.1
+	maxRSS               = 64 << 20
+	maxIdlePerHour       = 70
+	// Throughput targets: of the storage floor (or of the latency bound),
+	// and of one row against another ("c=64 is not slower than c=16").
+	floorTarget    = 0.9
+	notSlower      = 0.95
+	batchingWins   = 2.0 // msg/s of a rate-bound backlog, batching on against off
+	maxBatchedCall = 0.5 // Maps requests per message of that backlog, batching on
+	attempts       = 3   // tries of a row that misses a throughput target
+)
 
-func newCountingTransport() *countingTransport {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 256
-	tr.MaxIdleConnsPerHost = 256 // as azcore's default transport keeps enough for 64 in flight
-	return &countingTransport{c: &http.Client{Transport: tr}}
-}
+// counter is an azcore per-retry policy counting HTTP requests and keeping
+// the longest time one took (storage stalls show there).
+type counter struct{ n, slowest atomic.Int64 }
 
-func (t *countingTransport) Do(req *http.Request) (*http.Response, error) {
-	t.n.Add(1)
-	return t.c.Do(req)
+func (c *counter) Do(req *policy.Request) (*http.Response, error) {
+	c.n.Add(1)
+	start := time.Now()
+	resp, err := req.Next()
+	d := int64(time.Since(start))
+	for {
+		s := c.slowest.Load()
+		if d <= s || c.slowest.CompareAndSwap(s, d) {
+			break
+		}
+	}
+	return resp, err
 }
 
 type env struct {
-	az  *azurite.Server
-	emu *mapstest.Server
-	log *slog.Logger
-	seq atomic.Int64
+	az   *azurite.Server
+	emu  *emulator
+	cred azcore.TokenCredential
+	log  *slog.Logger
+	seq  atomic.Int64
 }
 
 // storage returns a new queue and container on a fresh Azurite: each
 // scenario starts from an empty, idle Azurite, as Azurite (single-threaded,
 // in memory) slows as its data grows.
-func (e *env) storage(tb testing.TB, tr *countingTransport) *worker.Storage {
+func (e *env) storage(tb testing.TB, c *counter) *worker.Storage {
 	tb.Helper()
 	if e.az != nil {
 		e.az.Close()
@@ -73,8 +96,8 @@ func (e *env) storage(tb testing.TB, tr *countingTransport) *worker.Storage {
 	e.az = az
 	n := e.seq.Add(1)
 	opts := &worker.StorageOptions{Queue: fmt.Sprintf("bench%d", n), Container: fmt.Sprintf("bench%d", n)}
-	if tr != nil {
-		opts.ClientOptions = azcore.ClientOptions{Transport: tr}
+	if c != nil {
+		opts.ClientOptions = azcore.ClientOptions{PerRetryPolicies: []policy.Policy{c}}
 	}
 	st, err := worker.NewStorageFromConnectionString(e.az.ConnectionString(), opts)
 	if err != nil {
@@ -98,6 +121,19 @@ func message(run string, i int, kinds []string) (id, text string) {
 	default:
 		return id, fmt.Sprintf(`{"id":%q,"kind":"route","waypoints":[{"lat":47.6303,"lon":%.4f},{"lat":47.6101,"lon":-122.2015}],"travelMode":"driving"}`, id, -122.1387+float64(i%500)*1e-4)
 	}
+}
+
+// index returns the backlog index in a message id, or -1.
+func index(id string) int {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // enqueue puts n messages on st's queue with 32 goroutines and returns the
@@ -132,23 +168,43 @@ func enqueue(tb testing.TB, st *worker.Storage, run string, n int, kinds []strin
 }
 
 type row struct {
-	name                string
-	n, ok               int
-	elapsed             time.Duration
-	p50, p99            time.Duration
-	mapsReq, storageReq int64
-	mapsPerGeocode      float64
-	geocodes            int
-	rss                 int64 // VmHWM, bytes
-	status429           int64
+	name     string
+	settings string
+	n, ok    int // backlog, and the messages that succeeded
+	other    int // outcomes other than a first success (released, duplicate, ...)
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	mapsReq  int64
+	// perMessage: Maps requests per message of the kind that batches
+	// (geocode, or route in a route backlog), batch calls included.
+	perBatchable float64
+	storageReq   int64
+	slowest      time.Duration // the longest storage request
+	rss          int64         // VmHWM, bytes
+	status429    int64
+	// base is what the throughput is measured against (the floor, or the
+	// latency bound), target the share of it the row must reach (0: none).
+	base, target float64
+	attempt      int
+	failures     []string
+	skipped      bool
 }
 
-func (r row) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+func (r row) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.ok) / r.elapsed.Seconds()
+}
+
+func (r *row) fail(format string, args ...any) {
+	r.failures = append(r.failures, fmt.Sprintf(format, args...))
+}
 
 // resetPeakRSS asks Linux to reset VmHWM (clear_refs 5, since 4.0), so that
-// each scenario reports its own peak. It is the whole bench process's peak:
-// Azurite runs in its own process and is not included, the emulator and the
-// storage floor's helpers are.
+// each scenario reports its own peak. It is the peak of the bench process:
+// the worker and the bench's bookkeeping; Azurite and the Maps emulator run
+// in processes of their own.
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 func peakRSS() int64 {
@@ -179,8 +235,8 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // floor runs the minimal storage loop: one receiver dequeuing 32 at a time,
 // conc workers each writing a ~1 KB blob and deleting the message.
 func (e *env) floor(b *testing.B, n, conc int) row {
-	tr := newCountingTransport()
-	st := e.storage(b, tr)
+	c := &counter{}
+	st := e.storage(b, c)
 	at := enqueue(b, st, "floor", n, []string{jobs.KindGeocode})
 	doc := []byte(`{"status":"succeeded","pad":"` + strings.Repeat("x", 1000) + `"}`)
 	ch := make(chan *worker.Message, 32)
@@ -188,7 +244,8 @@ func (e *env) floor(b *testing.B, n, conc int) row {
 	lat := make([]time.Duration, 0, n)
 	var mu sync.Mutex
 	resetPeakRSS()
-	base := tr.n.Load()
+	base := c.n.Load()
+	c.slowest.Store(0)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -200,9 +257,11 @@ func (e *env) floor(b *testing.B, n, conc int) row {
 				idx, _ := strconv.Atoi(m.Text[i+1 : i+j])
 				if err := st.Results.Put(ctx, "floor/"+m.ID+".json", doc, false); err != nil {
 					b.Error(err)
+					continue
 				}
 				if err := st.Requests.Delete(ctx, m.ID, m.PopReceipt); err != nil {
 					b.Error(err)
+					continue
 				}
 				d := time.Since(at[idx])
 				mu.Lock()
@@ -229,141 +288,256 @@ func (e *env) floor(b *testing.B, n, conc int) row {
 	}
 	close(ch)
 	wg.Wait()
-	el := time.Since(start)
-	return row{name: fmt.Sprintf("storage floor c=%d", conc), n: n, ok: int(done.Load()), elapsed: el,
-		p50: percentile(lat, .5), p99: percentile(lat, .99), storageReq: tr.n.Load() - base, rss: peakRSS()}
+	r := row{name: "storage floor", settings: fmt.Sprintf("c=%d, dequeue 32, put 1 KB, delete; no Maps", conc),
+		n: n, ok: int(done.Load()), elapsed: time.Since(start),
+		p50: percentile(lat, .5), p99: percentile(lat, .99), storageReq: c.n.Load() - base,
+		slowest: time.Duration(c.slowest.Load()), rss: peakRSS()}
+	if r.ok < n {
+		r.fail("%d of %d messages done", r.ok, n)
+	}
+	return r
 }
 
 type scenario struct {
 	name    string
 	n, conc int
 	latency time.Duration
-	batch   bool
-	kinds   []string
-	// gen2 turns on the client's rate limits (the Gen2 defaults) and the
-	// emulator's, at the same figures. Otherwise neither limits: a mixed
-	// backlog under the Gen2 limits cannot pass 150 msg/s (route: 50 QPS),
-	// which would hide the worker's own costs.
-	gen2 bool
+	batch   bool // MAPS_BATCH
+	// limits are MAPS_RATE_LIMITS: nil the Gen2 defaults, empty off. The
+	// emulator throttles at the Gen2 limits (the account's) unless the
+	// client's are off.
+	limits map[string]int
+	kinds  []string
+	hog    bool // a busy-looping process beside the worker
 }
 
-func (e *env) engine(b *testing.B, sc scenario) row {
-	if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(sc.name, only) {
-		return row{name: sc.name + " (skipped)", elapsed: time.Second}
+// settings describes what a scenario sets, every other setting being at
+// its default.
+func (sc scenario) settings() string {
+	var s []string
+	s = append(s, fmt.Sprintf("c=%d", sc.conc))
+	if sc.batch {
+		s = append(s, "batch on")
+	} else {
+		s = append(s, "MAPS_BATCH=false")
 	}
-	tr := newCountingTransport()
-	st := e.storage(b, tr)
+	switch {
+	case sc.limits == nil:
+		s = append(s, "Gen2 limits")
+	case len(sc.limits) == 0:
+		s = append(s, "MAPS_RATE_LIMITS=off")
+	default:
+		var kv []string
+		for k, v := range sc.limits {
+			kv = append(kv, fmt.Sprintf("%s=%d", k, v))
+		}
+		sort.Strings(kv)
+		s = append(s, "MAPS_RATE_LIMITS="+strings.Join(kv, ","))
+	}
+	if sc.latency > 0 {
+		s = append(s, fmt.Sprintf("Maps %v", sc.latency))
+	} else {
+		s = append(s, "Maps 0 ms")
+	}
+	if len(sc.kinds) == 1 {
+		s = append(s, sc.kinds[0]+" backlog")
+	} else {
+		s = append(s, "mixed backlog")
+	}
+	if sc.hog {
+		s = append(s, "+ CPU hog")
+	}
+	return strings.Join(s, ", ")
+}
+
+func skipped(name string) bool {
+	only := os.Getenv("BENCH_ONLY")
+	return only != "" && !strings.Contains(name, only)
+}
+
+// startHog starts a process spinning on one core, for at most 10 minutes;
+// the returned func stops it.
+func startHog(tb testing.TB) func() {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	cmd := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	return func() {
+		cancel()
+		_ = cmd.Wait()
+	}
+}
+
+// engine runs sc once and returns its row, without targets.
+func (e *env) engine(b *testing.B, sc scenario) row {
+	c := &counter{}
+	st := e.storage(b, c)
 	run := fmt.Sprintf("r%d", e.seq.Add(1))
 	at := enqueue(b, st, run, sc.n, sc.kinds)
-	client, err := maps.NewClient(e.emu.URL, e.emu.Credential(), &maps.ClientOptions{
-		ClientID:          e.emu.ClientID,
-		ClientOptions:     azcore.ClientOptions{Transport: e.emu.Client()},
-		DisableRateLimits: !sc.gen2,
-	})
+	opts := &maps.ClientOptions{ClientID: e.emu.ClientID, RateLimits: sc.limits}
+	opts.DisableRateLimits = sc.limits != nil && len(sc.limits) == 0
+	client, err := maps.NewClient(e.emu.URL, e.cred, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := jobs.NewHandler(client, handlerOptions(sc))
-	e.emu.SetLatency(sc.latency)
-	defer e.emu.SetLatency(0)
-	if sc.gen2 {
-		for api, qps := range maps.DefaultRateLimits() {
-			e.emu.SetRateLimit(api, qps)
-		}
-		defer func() {
-			for api := range maps.DefaultRateLimits() {
-				e.emu.SetRateLimit(api, 0)
-			}
-		}()
+	h := jobs.NewHandler(client, &jobs.HandlerOptions{Batch: sc.batch})
+	check(b, e.emu.setLatency(sc.latency))
+	check(b, e.emu.setGen2Limits(!opts.DisableRateLimits))
+	if sc.hog {
+		defer startHog(b)()
 	}
 
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, sc.n)
-	var settled, ok atomic.Int64
+	succeeded := make([]bool, sc.n)
+	var ok, other atomic.Int64
 	var last atomic.Int64
 	allDone := make(chan struct{})
 	eng := worker.New(st.Requests, st.Poison, st.Results, h, &worker.Options{
-		Concurrency:     sc.conc,
-		MaxPollInterval: time.Second,
-		Logger:          e.log,
-		SummaryInterval: -1,
+		Concurrency: sc.conc,
+		Logger:      e.log,
 		OnOutcome: func(o worker.Outcome) {
 			now := time.Now()
-			if o.Result == worker.OutcomeSucceeded {
-				ok.Add(1)
-				if i := strings.LastIndexByte(o.ID, '-'); i >= 0 {
-					if idx, err := strconv.Atoi(o.ID[i+1:]); err == nil && idx < len(at) {
-						mu.Lock()
-						lat = append(lat, now.Sub(at[idx]))
-						mu.Unlock()
-					}
-				}
+			idx := index(o.ID)
+			mu.Lock()
+			defer mu.Unlock()
+			if o.Result != worker.OutcomeSucceeded || idx < 0 || idx >= sc.n || succeeded[idx] {
+				other.Add(1)
+				return
 			}
+			succeeded[idx] = true
+			lat = append(lat, now.Sub(at[idx]))
 			last.Store(now.UnixNano())
-			if settled.Add(1) == int64(sc.n) {
+			if ok.Add(1) == int64(sc.n) {
 				close(allDone)
 			}
 		},
 	})
-	e.emu.ResetStats()
+	check(b, e.emu.resetStats())
 	resetPeakRSS()
-	base := tr.n.Load()
+	base := c.n.Load()
+	c.slowest.Store(0)
 	start := time.Now()
 	go eng.Run(context.Background())
-	select {
-	case <-allDone:
-	case <-time.After(20 * time.Minute):
-		b.Errorf("%s: %d of %d settled in 20m", sc.name, settled.Load(), sc.n)
+	// A row that stops making progress for a minute has failed.
+	wait := time.NewTicker(time.Second)
+	for stalled, seen := 0, int64(-1); stalled < 60; {
+		select {
+		case <-allDone:
+			stalled = 60
+		case <-wait.C:
+			if n := ok.Load(); n != seen {
+				seen, stalled = n, 0
+			} else {
+				stalled++
+			}
+		}
 	}
-	el := time.Unix(0, last.Load()).Sub(start)
-	storageReq := tr.n.Load() - base
-	ms := e.emu.Stats()
+	wait.Stop()
+	storageReq := c.n.Load() - base
+	ms, err := e.emu.stats()
+	check(b, err)
 	rss := peakRSS()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_ = eng.Shutdown(ctx)
-	r := row{name: sc.name, n: sc.n, ok: int(ok.Load()), elapsed: el,
-		p50: percentile(lat, .5), p99: percentile(lat, .99),
-		mapsReq: ms.Requests, storageReq: storageReq, rss: rss, status429: ms.Status429}
-	g := 0
+	mu.Lock()
+	defer mu.Unlock()
+	r := row{name: sc.name, settings: sc.settings(), n: sc.n, ok: int(ok.Load()), other: int(other.Load()),
+		elapsed: time.Unix(0, last.Load()).Sub(start), p50: percentile(lat, .5), p99: percentile(lat, .99),
+		mapsReq: ms.Requests, storageReq: storageReq, slowest: time.Duration(c.slowest.Load()), rss: rss, status429: ms.Status429}
+	// The kind that batches: geocode, or route in a route-only backlog.
+	single, batch, kind := mapstest.APIGeocode, mapstest.APIGeocodeBatch, jobs.KindGeocode
+	if len(sc.kinds) == 1 && sc.kinds[0] == jobs.KindRoute {
+		single, batch, kind = mapstest.APIRoute, mapstest.APIRouteBatch, jobs.KindRoute
+	}
+	k := 0
 	for i := range sc.n {
-		if sc.kinds[i%len(sc.kinds)] == jobs.KindGeocode {
-			g++
+		if sc.kinds[i%len(sc.kinds)] == kind {
+			k++
 		}
 	}
-	r.geocodes = g
-	if g > 0 {
-		r.mapsPerGeocode = float64(ms.PerPath[mapstest.APIGeocode]+ms.PerPath[mapstest.APIGeocodeBatch]) / float64(g)
+	if k > 0 {
+		r.perBatchable = float64(ms.PerPath[single]+ms.PerPath[batch]) / float64(k)
+	}
+	// What every row must show, whatever its speed.
+	if r.ok < r.n {
+		r.fail("%d of %d messages succeeded", r.ok, r.n)
+	}
+	if mpm := float64(r.mapsReq) / float64(r.n); mpm > 1 {
+		r.fail("%.3f Maps requests per message, more than the one a valid message pays", mpm)
+	}
+	if spm := float64(r.storageReq) / float64(r.n); spm > maxStoragePerMessage {
+		r.fail("%.3f storage requests per message, target ≤ %.1f", spm, maxStoragePerMessage)
+	}
+	if r.rss > maxRSS {
+		r.fail("peak RSS %.1f MB, target ≤ %d MB", float64(r.rss)/(1<<20), maxRSS>>20)
+	}
+	if r.status429 > 0 {
+		r.fail("%d answers 429: the client outran the limits", r.status429)
 	}
 	return r
 }
 
-// idle measures the storage requests of an engine polling an empty queue.
-// The poll schedule (MinPollInterval doubling with ±20% jitter up to
-// MaxPollInterval) is run 60 times faster (Min 100ms/60, Max 1m/60 = 1s), so
-// that 20 s stand for 20 min; the requests counted once the backoff has
-// reached its ceiling, scaled back, give the steady-state cost per hour.
-func (e *env) idle(b *testing.B) (perHour float64, ramp int64) {
-	tr := newCountingTransport()
-	st := e.storage(b, tr)
-	const scale = 60
-	eng := worker.New(st.Requests, st.Poison, st.Results, jobs.NewHandler(nil, nil), &worker.Options{
-		MinPollInterval: 100 * time.Millisecond / scale,
-		MaxPollInterval: time.Minute / scale,
-		Logger:          e.log,
-		SummaryInterval: -1,
-	})
-	go eng.Run(context.Background())
-	time.Sleep(5 * time.Second) // the ramp: ~10 polls up to the ceiling
-	ramp = tr.n.Load()
-	const window = 15 * time.Second
-	time.Sleep(window)
-	steady := tr.n.Load() - ramp
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = eng.Shutdown(ctx)
-	realWindow := window * scale
-	return float64(steady) * float64(time.Hour) / float64(realWindow), ramp
+func check(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// measured runs a scenario until it meets its throughput target (want
+// returns the failures of a row, none when met), at most attempts times;
+// the row reported is the best attempt, and says which it was.
+func (e *env) measured(b *testing.B, sc scenario, want func(*row)) row {
+	if skipped(sc.name) {
+		return row{name: sc.name, settings: sc.settings(), skipped: true}
+	}
+	var best row
+	for i := 1; i <= attempts; i++ {
+		r := e.engine(b, sc)
+		r.attempt = i
+		want(&r)
+		fmt.Printf("  %-26s %5d of %5d succeeded in %8v: %6.1f msg/s%s\n", sc.name, r.ok, r.n,
+			r.elapsed.Round(time.Millisecond), r.rate(), failureText(r.failures))
+		if i == 1 || r.rate() > best.rate() && len(r.failures) <= len(best.failures) || len(r.failures) < len(best.failures) {
+			best = r
+		}
+		if len(best.failures) == 0 {
+			break
+		}
+	}
+	return best
+}
+
+func failureText(f []string) string {
+	if len(f) == 0 {
+		return ""
+	}
+	return "  MISSED: " + strings.Join(f, "; ")
+}
+
+// ofBase sets r's throughput target: share of base.
+func ofBase(base, share float64) func(*row) {
+	return func(r *row) {
+		r.base, r.target = base, share
+		if r.rate() < share*base {
+			r.fail("%.1f msg/s is %.2f of %.1f, target %.2f", r.rate(), r.rate()/base, base, share)
+		}
+	}
+}
+
+// notSlowerThan holds r to share of another row's rate, and to ofBase.
+func notSlowerThan(other row, share float64, also func(*row)) func(*row) {
+	return func(r *row) {
+		also(r)
+		if !other.skipped && r.rate() < share*other.rate() {
+			r.fail("%.1f msg/s, slower than %s (%.1f msg/s; target %.2f of it)", r.rate(), other.name, other.rate(), share)
+		}
+	}
 }
 
 func messages() int {
@@ -374,9 +548,18 @@ func messages() int {
 }
 
 func BenchmarkThroughput(b *testing.B) {
-	emu := mapstest.NewServer(nil)
+	certs := b.TempDir()
+	emu, err := startEmulator(certs)
+	check(b, err)
 	defer emu.Close()
-	e := &env{emu: emu, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// The worker finds the emulator as on App Service: a managed identity
+	// endpoint, and a CA to trust (read at the first TLS handshake).
+	b.Setenv("SSL_CERT_FILE", emu.CAFile)
+	b.Setenv("IDENTITY_ENDPOINT", emu.IdentityEndpoint)
+	b.Setenv("IDENTITY_HEADER", emu.IdentityHeader)
+	cred, err := azidentity.NewManagedIdentityCredential(nil)
+	check(b, err)
+	e := &env{emu: emu, cred: cred, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	defer func() {
 		if e.az != nil {
 			e.az.Close()
@@ -384,54 +567,128 @@ func BenchmarkThroughput(b *testing.B) {
 	}()
 	n := messages()
 	mixed := []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}
+	geocodes := []string{jobs.KindGeocode}
 	for b.Loop() {
-		var rows []row
 		fl := e.floor(b, n, 16)
-		rows = append(rows, fl)
-		progress(fl)
-		for _, sc := range []scenario{
-			{name: "worker c=1", n: min(300, n), conc: 1, kinds: mixed},
-			{name: "worker c=16", n: n, conc: 16, kinds: mixed},
-			{name: "worker c=64", n: n, conc: 64, kinds: mixed},
-			{name: "worker c=64 50ms", n: n, conc: 64, latency: 50 * time.Millisecond, kinds: mixed},
-		} {
-			rows = append(rows, progress(e.engine(b, sc)))
+		fmt.Printf("  %-26s %5d of %5d done      in %8v: %6.1f msg/s\n", fl.name, fl.ok, fl.n, fl.elapsed.Round(time.Millisecond), fl.rate())
+		floor := fl.rate()
+		latencyBound := func(conc int, lat time.Duration) float64 {
+			return min(floor, float64(conc)/lat.Seconds())
 		}
-		rows = append(rows, batchScenarios(b, e, n)...)
+		var rows []row
+		add := func(r row) row { rows = append(rows, r); return r }
+
+		def := add(e.measured(b, scenario{name: "defaults", n: n, conc: 16, batch: true, kinds: mixed},
+			ofBase(floor, floorTarget)))
+		add(e.measured(b, scenario{name: "defaults, Maps 50 ms", n: n, conc: 16, batch: true, latency: 50 * time.Millisecond, kinds: mixed},
+			ofBase(latencyBound(16, 50*time.Millisecond), floorTarget)))
+		add(e.measured(b, scenario{name: "c=64", n: n, conc: 64, batch: true, kinds: mixed},
+			notSlowerThan(def, notSlower, ofBase(floor, floorTarget))))
+		add(e.measured(b, scenario{name: "c=64, Maps 50 ms", n: n, conc: 64, batch: true, latency: 50 * time.Millisecond, kinds: mixed},
+			ofBase(latencyBound(64, 50*time.Millisecond), floorTarget)))
+		hog16 := add(e.measured(b, scenario{name: "defaults + CPU hog", n: n, conc: 16, batch: true, kinds: mixed, hog: true},
+			func(*row) {}))
+		add(e.measured(b, scenario{name: "c=64 + CPU hog", n: n, conc: 64, batch: true, kinds: mixed, hog: true},
+			notSlowerThan(hog16, notSlower, func(*row) {})))
+		add(e.measured(b, scenario{name: "MAPS_BATCH=false", n: n, conc: 16, kinds: mixed},
+			func(*row) {}))
+		// A backlog bound by the single-call rate: the geocode limit of an
+		// account shared by ten instances.
+		low := map[string]int{maps.APIGeocode: 50}
+		ln := min(n, 1000)
+		single := e.measured(b, scenario{name: "geocode 50 QPS, single", n: ln, conc: 16, limits: low, kinds: geocodes},
+			func(*row) {})
+		add(e.measured(b, scenario{name: "geocode 50 QPS, batch", n: ln, conc: 16, batch: true, limits: low, kinds: geocodes},
+			notSlowerThan(single, batchingWins, func(r *row) {
+				if r.perBatchable > maxBatchedCall {
+					r.fail("%.3f geocode requests per message, target ≤ %.2f", r.perBatchable, maxBatchedCall)
+				}
+			})))
+		add(single)
+
 		// Scale-out: worker processes of concurrency 2 with 50 ms Maps
 		// latency, so that Maps latency, not storage, bounds one process.
 		son := min(n, 900)
 		one, _ := e.scaleOut(b, "1 process c=2 50ms", 1, 2, son, 50*time.Millisecond)
-		progress(one)
 		three, dups := e.scaleOut(b, "3 processes c=2 50ms", 3, 2, son, 50*time.Millisecond)
-		progress(three)
 		perHour, ramp := e.idle(b)
+		rows = append(rows, fl)
+
 		var sb strings.Builder
-		fmt.Fprintf(&sb, "\nmapsworker bench %s, %d CPUs, backlog %d (c=1: %d)\n", time.Now().UTC().Format(time.DateOnly), nproc(), n, min(300, n))
-		fmt.Fprintf(&sb, "%-22s %6s %8s %6s %8s %8s %9s %9s %9s %7s %5s\n",
-			"scenario", "ok", "msg/s", "floor", "p50", "p99", "maps/msg", "geo/msg", "stor/msg", "RSS MB", "429")
+		fmt.Fprintf(&sb, "\nmapsworker bench %s, %d CPUs, backlog %d (rate-bound rows %d); Maps emulator over HTTPS in its own process\n",
+			time.Now().UTC().Format(time.DateOnly), nproc(), n, ln)
+		fmt.Fprintf(&sb, "%-24s %11s %7s %5s %6s %8s %8s %8s %8s %8s %7s %6s %3s %5s  %s\n",
+			"scenario", "succeeded", "msg/s", "of", "target", "p50", "p99", "maps/msg", "batch/m", "stor/msg", "slowest", "RSS MB", "429", "other", "settings")
+		failed := 0
 		for _, r := range rows {
-			ratio := r.rate() / fl.rate()
-			if strings.Contains(r.name, "50ms") {
-				ratio = r.rate() / min(fl.rate(), 64/0.05)
+			if r.skipped {
+				fmt.Fprintf(&sb, "%-24s (skipped)  %s\n", r.name, r.settings)
+				continue
 			}
-			fmt.Fprintf(&sb, "%-22s %6d %8.1f %6.2f %8s %8s %9.3f %9.3f %9.3f %7.1f %5d\n",
-				r.name, r.ok, r.rate(), ratio, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
-				float64(r.mapsReq)/float64(max(r.ok, 1)), r.mapsPerGeocode,
-				float64(r.storageReq)/float64(max(r.ok, 1)), float64(r.rss)/(1<<20), r.status429)
+			of, target := "-", "-"
+			if r.base > 0 {
+				of, target = fmt.Sprintf("%.2f", r.rate()/r.base), fmt.Sprintf("%.2f", r.target)
+			}
+			name := r.name
+			if r.attempt > 1 {
+				name += fmt.Sprintf(" #%d", r.attempt)
+			}
+			fmt.Fprintf(&sb, "%-24s %5d/%-5d %7.1f %5s %6s %8s %8s %8.3f %8.3f %8.3f %7s %6.1f %3d %5d  %s\n",
+				name, r.ok, r.n, r.rate(), of, target, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
+				float64(r.mapsReq)/float64(r.n), r.perBatchable, float64(r.storageReq)/float64(r.n),
+				r.slowest.Round(10*time.Millisecond), float64(r.rss)/(1<<20), r.status429, r.other, r.settings)
 		}
-		fmt.Fprintf(&sb, "scale-out (separate processes, mixed backlog %d, c=2 each, 50ms Maps latency): 1 process %.1f msg/s, 3 processes %.1f msg/s = %.2fx; duplicate results %d; duplicate Maps calls %.2f%%\n",
-			son, one.rate(), three.rate(), three.rate()/one.rate(), dups, 100*float64(three.mapsReq-int64(three.ok))/float64(max(three.ok, 1)))
+		fmt.Fprintf(&sb, "scale-out (separate processes, mixed backlog %d, c=2 each, Maps 50 ms, MAPS_BATCH=false, limits off): 1 process %.1f msg/s, 3 processes %.1f msg/s = %.2fx; duplicate results %d; duplicate Maps calls %.2f%%\n",
+			son, one.rate(), three.rate(), three.rate()/max(one.rate(), 1e-9), dups, 100*float64(three.mapsReq-int64(three.ok))/float64(max(three.ok, 1)))
 		fmt.Fprintf(&sb, "idle: %.0f storage requests/hour at MAPS_MAX_POLL_INTERVAL 1m (steady state, poll schedule run 60x faster; %d requests in the 5 min ramp)\n", perHour, ramp)
-		fmt.Fprintf(&sb, "notes: floor ratio of the 50ms row is to min(floor, 64/0.05s); latency is enqueue->result with the whole backlog enqueued before timing; RSS is the peak (VmHWM) of the whole bench process (worker + emulator, not Azurite)\n")
+		fmt.Fprintf(&sb, "of: msg/s over the floor, or over min(floor, c/latency) with Maps latency; batch/m: Maps requests per geocode message, batch calls included; slowest: the longest storage request; other: deliveries that did not end in a first success\n")
+		for _, r := range rows {
+			if len(r.failures) > 0 {
+				failed++
+				fmt.Fprintf(&sb, "FAIL %s: %s\n", r.name, strings.Join(r.failures, "; "))
+			}
+		}
+		if !one.skipped && one.ok < son || !three.skipped && three.ok < son {
+			failed++
+			fmt.Fprintf(&sb, "FAIL scale-out: %d and %d of %d succeeded\n", one.ok, three.ok, son)
+		}
+		if perHour > maxIdlePerHour {
+			failed++
+			fmt.Fprintf(&sb, "FAIL idle: %.0f storage requests/hour, target ≤ %d\n", perHour, maxIdlePerHour)
+		}
 		fmt.Print(sb.String())
+		if failed > 0 {
+			b.Errorf("%d rows missed their targets (FAIL lines above)", failed)
+		}
 	}
 }
 
-// progress prints a row as soon as it is measured.
-func progress(r row) row {
-	fmt.Printf("  done: %-22s %d ok of %d in %v (%.1f msg/s)\n", r.name, r.ok, r.n, r.elapsed.Round(time.Millisecond), r.rate())
-	return r
+// idle measures the storage requests of an engine polling an empty queue.
+// The poll schedule (MinPollInterval doubling with ±20% jitter up to
+// MaxPollInterval) is run 60 times faster (Min 100ms/60, Max 1m/60 = 1s), so
+// that 20 s stand for 20 min; the requests counted once the backoff has
+// reached its ceiling, scaled back, give the steady-state cost per hour.
+func (e *env) idle(b *testing.B) (perHour float64, ramp int64) {
+	c := &counter{}
+	st := e.storage(b, c)
+	const scale = 60
+	eng := worker.New(st.Requests, st.Poison, st.Results, jobs.NewHandler(nil, nil), &worker.Options{
+		MinPollInterval: 100 * time.Millisecond / scale,
+		MaxPollInterval: time.Minute / scale,
+		Logger:          e.log,
+		SummaryInterval: -1,
+	})
+	go eng.Run(context.Background())
+	time.Sleep(5 * time.Second) // the ramp: ~10 polls up to the ceiling
+	ramp = c.n.Load()
+	const window = 15 * time.Second
+	time.Sleep(window)
+	steady := c.n.Load() - ramp
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = eng.Shutdown(ctx)
+	realWindow := window * scale
+	return float64(steady) * float64(time.Hour) / float64(realWindow), ramp
 }
 
 func nproc() int {

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BENCH_CHILD") != "" {
 		os.Exit(child())
 	}
+	if os.Getenv("BENCH_EMULATOR") != "" {
+		os.Exit(emulatorChild())
+	}
 	os.Exit(m.Run())
 }
 
@@ -81,16 +84,16 @@ func child() int {
 // scaleOut runs procs worker processes of concurrency conc on one backlog of
 // n messages with the emulator answering after latency.
 func (e *env) scaleOut(b *testing.B, name string, procs, conc, n int, latency time.Duration) (row, int) {
-	if only := os.Getenv("BENCH_ONLY"); only != "" && !strings.Contains(name, only) {
-		return row{name: name + " (skipped)", elapsed: time.Second}, 0
+	if skipped(name) {
+		return row{name: name, skipped: true}, 0
 	}
 	st := e.storage(b, nil)
 	kinds := []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}
 	run := fmt.Sprintf("s%d", e.seq.Add(1))
 	enqueue(b, st, run, n, kinds)
-	e.emu.SetLatency(latency)
-	defer e.emu.SetLatency(0)
-	e.emu.ResetStats()
+	check(b, e.emu.setLatency(latency))
+	check(b, e.emu.setGen2Limits(false))
+	check(b, e.emu.resetStats())
 	type line struct{ result, id string }
 	lines := make(chan line, 1024)
 	var cmds []*exec.Cmd
@@ -106,7 +109,7 @@ func (e *env) scaleOut(b *testing.B, name string, procs, conc, n int, latency ti
 			"BENCH_CHILD_CONCURRENCY="+strconv.Itoa(conc),
 			"IDENTITY_ENDPOINT="+e.emu.IdentityEndpoint,
 			"IDENTITY_HEADER="+e.emu.IdentityHeader,
-			"SSL_CERT_FILE="+e.emu.CAFile(),
+			"SSL_CERT_FILE="+e.emu.CAFile,
 		)
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
@@ -157,6 +160,8 @@ wait:
 	for _, cmd := range cmds {
 		_ = cmd.Wait()
 	}
-	ms := e.emu.Stats()
+	ms, err := e.emu.stats()
+	check(b, err)
+	fmt.Printf("  %-26s %5d of %5d succeeded in %8v: %6.1f msg/s\n", name, ok, n, last.Sub(start).Round(time.Millisecond), float64(ok)/last.Sub(start).Seconds())
 	return row{name: name, n: n, ok: ok, elapsed: last.Sub(start), mapsReq: ms.Requests}, dupResults
 }
