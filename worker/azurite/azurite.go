@@ -71,7 +71,7 @@ func Start(opts *Options) (*Server, error) {
 	}
 	var lastErr error
 	for range 3 {
-		s, err := start(node, script, opts)
+		s, err := start(node, script, filepath.Join(dir, "node_modules", ".cache", "node-compile-cache"), opts)
 		if err == nil {
 			return s, nil
 		}
@@ -87,7 +87,7 @@ var listeningRE = regexp.MustCompile(`^Azurite (Blob|Queue) service is successfu
 // start runs one Azurite. It asks for port 0 (unless opts name ports), so
 // that no other process can take a port between its choice and the bind,
 // and reads the ports Azurite reports.
-func start(node, script string, opts *Options) (*Server, error) {
+func start(node, script, compileCache string, opts *Options) (*Server, error) {
 	s := &Server{Scheme: "http", exited: make(chan struct{})}
 	args := []string{script,
 		"--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
@@ -107,6 +107,9 @@ func start(node, script string, opts *Options) (*Server, error) {
 		args = append(args, "--debug", opts.Debug)
 	}
 	cmd := exec.Command(node, args...)
+	// Node 22 keeps the code it compiled for Azurite there, and the next
+	// start skips a fifth of its work (tests start dozens of Azurites).
+	cmd.Env = append(os.Environ(), "NODE_COMPILE_CACHE="+compileCache)
 	verbose := os.Getenv("MAPSWORKER_AZURITE_VERBOSE") != ""
 	if verbose {
 		cmd.Stderr = os.Stderr
