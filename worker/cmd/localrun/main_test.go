@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"mapsworker/worker/azurite/procgroup"
 )
 
 // TestMakeRun runs `make run`'s program as a user would: it prints a result
@@ -19,11 +21,15 @@ import (
 // started.
 func TestMakeRun(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "mapsworker")
+	exe := ""
+	if runtime.GOOS == "windows" {
+		exe = ".exe"
+	}
+	bin := filepath.Join(dir, "mapsworker"+exe)
 	if out, err := exec.Command("go", "build", "-o", bin, "../mapsworker").CombinedOutput(); err != nil {
 		t.Fatalf("build mapsworker: %v\n%s", err, out)
 	}
-	localrun := filepath.Join(dir, "localrun")
+	localrun := filepath.Join(dir, "localrun"+exe)
 	if out, err := exec.Command("go", "build", "-o", localrun, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build localrun: %v\n%s", err, out)
 	}
@@ -33,10 +39,19 @@ func TestMakeRun(t *testing.T) {
 	cmd.Dir = root
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	// Its own group, so that on Windows a CTRL_BREAK (the Ctrl-C that can be
+	// sent to another process) reaches it alone.
+	g, err := procgroup.Start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	t.Cleanup(func() { g.Kill(); g.Release() })
+	ctrlC := func() error {
+		if runtime.GOOS == "windows" {
+			return g.Interrupt()
+		}
+		return cmd.Process.Signal(os.Interrupt)
+	}
 
 	var table []string
 	var ports []string
@@ -79,8 +94,8 @@ func TestMakeRun(t *testing.T) {
 		}
 	}
 
-	if len(processesRunning(bin)) != 1 {
-		t.Fatalf("want the worker running before Ctrl-C, found %v", processesRunning(bin))
+	if pids, ok := processesRunning(bin); ok && len(pids) != 1 {
+		t.Fatalf("want the worker running before Ctrl-C, found %v", pids)
 	}
 	if _, err := os.Stat(filepath.Join(state, "env")); err != nil {
 		t.Errorf("no settings file while it runs: %v", err)
@@ -96,7 +111,9 @@ func TestMakeRun(t *testing.T) {
 	if strings.Contains(string(out), "starting") {
 		t.Errorf("the second make run started something:\n%s", out)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := ctrlC(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
@@ -107,7 +124,7 @@ func TestMakeRun(t *testing.T) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("make run did not stop after Ctrl-C")
 	}
-	if pids := processesRunning(bin); len(pids) > 0 {
+	if pids, _ := processesRunning(bin); len(pids) > 0 {
 		t.Errorf("the worker is still running after Ctrl-C: pids %v", pids)
 	}
 	for _, addr := range ports {
@@ -126,15 +143,19 @@ func TestMakeRun(t *testing.T) {
 	}
 }
 
-// processesRunning lists the processes whose command line starts with path.
-func processesRunning(path string) []string {
-	var pids []string
-	entries, _ := os.ReadDir("/proc")
+// processesRunning lists the processes whose command line starts with
+// path, where /proc tells (Linux); ok is false elsewhere, where the closed
+// ports are the test's evidence.
+func processesRunning(path string) (pids []string, ok bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, false
+	}
 	for _, e := range entries {
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && strings.HasPrefix(string(cmdline), path+"\x00") {
 			pids = append(pids, e.Name())
 		}
 	}
-	return pids
+	return pids, true
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +176,9 @@ func binary(t *testing.T) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "mapsworker")
+		if runtime.GOOS == "windows" {
+			builtBin += ".exe" // exec finds nothing without it
+		}
 		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
 		if err != nil {
 			buildErr = &buildFailure{string(out)}
