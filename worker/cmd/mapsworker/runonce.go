@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"sync"
@@ -223,7 +224,9 @@ func (q *watchedQueue) Receive(ctx context.Context, n int, visibility time.Durat
 	}
 	began := q.r.now()
 	msgs, err := q.Queue.Receive(ctx, n, visibility)
-	if ctx.Err() == nil {
+	// A receive cut short by the stop is no news; one that ran out of its
+	// deadline (storage not answering) is a fault.
+	if !errors.Is(ctx.Err(), context.Canceled) {
 		q.r.received(began, len(msgs), err)
 	}
 	return msgs, err
