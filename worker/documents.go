@@ -84,6 +84,17 @@ const poisonTextPrefix = "poison-text/"
 // ResultName is the blob name of a result: <kind>/<id>.json.
 func ResultName(kind, id string) string { return kind + "/" + id + ".json" }
 
+// IsResult reports whether a blob of the results container is a result,
+// not one of the engine's own: status documents, spilled poison texts.
+func IsResult(name string) bool {
+	for _, p := range [...]string{statusPrefix, poisonTextPrefix, "mapsworker-probe/", "_check/"} {
+		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	return strings.HasSuffix(name, ".json")
+}
+
 // errorInfo describes err for a result or envelope. Handlers build their
 // errors' text without secrets; the length cap keeps a runaway message from
 // filling a 64 KiB queue message.

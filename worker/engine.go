@@ -264,6 +264,8 @@ type Engine struct {
 	// how many it holds now; IdleFor reads them.
 	busyAt atomic.Int64
 	inHand atomic.Int64
+	// lastOK is when a message last succeeded (UnixNano).
+	lastOK atomic.Int64
 
 	stats Stats
 }
@@ -797,6 +799,7 @@ func (e *Engine) process(l *lease) Outcome {
 	out, err := e.run(ctx, task)
 	if err == nil {
 		e.health.ok(task.Kind())
+		e.lastOK.Store(time.Now().UnixNano())
 		doc, merr := json.Marshal(Result{
 			ID: task.ID(), Kind: task.Kind(), Status: StatusSucceeded, CompletedAt: time.Now().UTC(),
 			DequeueCount: m.DequeueCount, Request: task.Request(), Summary: out.Summary, Response: out.Response,

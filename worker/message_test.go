@@ -41,3 +41,15 @@ func TestDecodeBody(t *testing.T) {
 		})
 	}
 }
+
+func TestIsResult(t *testing.T) {
+	for name, want := range map[string]bool{
+		ResultName("geocode", "a"): true, ResultName("route", "x.y"): true,
+		"mapsworker-status/vm-1.json": false, PoisonTextName("m-1"): false, "_check/p.json": false,
+		"mapsworker-probe/none.json": false, "geocode/a.txt": false,
+	} {
+		if got := IsResult(name); got != want {
+			t.Errorf("IsResult(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

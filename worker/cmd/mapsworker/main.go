@@ -36,6 +36,7 @@ func init() {
 		{"result", "show the result of a request", cmdResult, true},
 		{"poison", "list, replay or purge poisoned messages", cmdPoison, true},
 		{"stats", "queue depths, oldest message, recent results", cmdStats, true},
+		{"status", "every instance's health; exit 1 when none is healthy", cmdStatus, true},
 		{"check", "try every dependency with the configured identity", cmdCheck, false},
 		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate, false},
 		{"version", "print the version", cmdVersion, false},

@@ -157,6 +157,11 @@ func runWorker(limits runLimits) error {
 		SummaryAttrs:    a.maps.summaryAttrs,
 		OnOutcome:       onOutcome,
 	})
+	status := worker.NewStatusWriter(a.storage, eng, &worker.StatusOptions{
+		Version: version, Every: s.StatusInterval, Logger: a.log,
+	})
+	status.Start()
+	defer status.Stop()
 	runErr := make(chan error, 1)
 	// The engine runs on its own context: a stop is a Shutdown with a drain
 	// budget, not a cancellation that would cut deletes short.

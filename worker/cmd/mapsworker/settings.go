@@ -28,6 +28,7 @@ type settings struct {
 	Lease              time.Duration
 	MaxPollInterval    time.Duration
 	DrainTimeout       time.Duration
+	StatusInterval     time.Duration
 	Batch              bool
 	RateLimits         map[string]int // nil: the Gen2 defaults; empty: no limits
 	ShutdownFile       string
@@ -97,6 +98,9 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 		return nil, err
 	}
 	if s.DrainTimeout, err = durationSetting(getenv, "MAPS_DRAIN_TIMEOUT", 45*time.Second, 0, time.Hour); err != nil {
+		return nil, err
+	}
+	if s.StatusInterval, err = durationSetting(getenv, "MAPS_STATUS_INTERVAL", 30*time.Second, time.Second, 10*time.Minute); err != nil {
 		return nil, err
 	}
 	if s.Batch, err = boolSetting(getenv, "MAPS_BATCH", true); err != nil {

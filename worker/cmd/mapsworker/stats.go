@@ -84,6 +84,9 @@ func recentResults(ctx context.Context, c *container.Client, d time.Duration) (o
 		}
 		for _, b := range page.Segment.BlobItems {
 			scanned++
+			if b.Name == nil || !worker.IsResult(*b.Name) {
+				continue
+			}
 			if b.Properties == nil || b.Properties.LastModified == nil || b.Properties.LastModified.Before(since) {
 				continue
 			}
