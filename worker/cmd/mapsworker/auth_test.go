@@ -351,6 +351,7 @@ func TestCredentialChoice(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
 			te := newTestEnv(t)
 			clientID := te.env["AZURE_CLIENT_ID"]
 			var auth *testAuthority
