@@ -53,7 +53,7 @@ type ClientOptions struct {
 	// APIGeocode, APIReverseGeocode, APIRoute, APIGeocodeBatch and
 	// APIRouteBatch. An API not named keeps its DefaultRateLimits figure (the
 	// Gen2 per-account limits); a value < 0 removes its limit. As the limits
-	// are per Maps account, instances sharing an account should divide them.
+	// are per Maps account, instances sharing it take shares (SetRateShare).
 	// On a 429 the client halves the API's rate, waits out Retry-After and
 	// regains a tenth of the limit per second.
 	RateLimits map[string]int
@@ -68,7 +68,8 @@ type ClientOptions struct {
 // is retried (see NewClient). Every answer other than 2xx is returned as an
 // *azcore.ResponseError; a failure to obtain a credential as a *TokenError.
 type Client struct {
-	pl runtime.Pipeline
+	pl     runtime.Pipeline
+	limits *rateLimitPolicy // nil without client-side rate limits
 
 	geocodeURL, reverseGeocodeURL, routeURL string
 	geocodeBatchURL, routeBatchURL          string
@@ -137,8 +138,10 @@ func NewClientWithKey(endpoint string, keys KeySource, opts *ClientOptions) (*Cl
 
 func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *Client {
 	co := opts.ClientOptions // a copy: the caller's options stay as they were
+	var limits *rateLimitPolicy
 	if !opts.DisableRateLimits {
-		perRetry = append([]policy.Policy{newRateLimitPolicy(opts.RateLimits)}, perRetry...)
+		limits = newRateLimitPolicy(opts.RateLimits)
+		perRetry = append([]policy.Policy{limits}, perRetry...)
 	}
 	if co.Retry.MaxRetries == 0 {
 		// The engine retries with go-retry; see NewClient.
@@ -155,11 +158,21 @@ func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *
 	}, &co)
 	return &Client{
 		pl:                pl,
+		limits:            limits,
 		geocodeURL:        endpoint + "/geocode",
 		reverseGeocodeURL: endpoint + "/reverseGeocode",
 		routeURL:          endpoint + "/route/directions",
 		geocodeBatchURL:   endpoint + "/geocode:batch",
 		routeBatchURL:     endpoint + "/route/directions:batch",
+	}
+}
+
+// SetRateShare divides the client-side rate limits, which are the Maps
+// account's, by the n instances that share the account now. It is safe to
+// call at any time; without rate limits it does nothing.
+func (c *Client) SetRateShare(n int) {
+	if c.limits != nil {
+		c.limits.share(n)
 	}
 }
 

@@ -79,6 +79,9 @@ func (e *RateLimitedError) NonRetriable() {}
 // by a tenth of the limit per second (additive increase).
 type rateLimitPolicy struct {
 	limiters map[string]*limiter
+	// base is each API's limit for the account, paced; the limiters run at
+	// base divided by the instances sharing the account (SetRateShare).
+	base map[string]float64
 }
 
 func newRateLimitPolicy(limits map[string]int) *rateLimitPolicy {
@@ -88,14 +91,29 @@ func newRateLimitPolicy(limits map[string]int) *rateLimitPolicy {
 			all[api] = qps
 		}
 	}
-	p := &rateLimitPolicy{limiters: map[string]*limiter{}}
+	p := &rateLimitPolicy{limiters: map[string]*limiter{}, base: map[string]float64{}}
 	for api, qps := range all {
 		if qps > 0 {
-			p.limiters[api] = newLimiter(float64(qps)*pacedShare, time.Now)
+			p.base[api] = float64(qps) * pacedShare
+			p.limiters[api] = newLimiter(p.base[api], time.Now)
 		}
 	}
 	return p
 }
+
+// share makes each API's limit the account's divided by n instances.
+func (p *rateLimitPolicy) share(n int) {
+	n = max(n, 1)
+	for api, l := range p.limiters {
+		l.setLimit(p.base[api] / float64(n))
+	}
+}
+
+// absorb429 is how many times a request answered 429 is sent again, in a
+// slot after Retry-After at the lowered rate, before the 429 is returned.
+// A 429 absorbed so is not billed and is no outage: the worker does not
+// pause for it.
+const absorb429 = 2
 
 // pacedShare is the share of a limit the client paces at. The service counts
 // arrivals, not departures: requests sent exactly 1/limit apart may arrive
@@ -117,10 +135,29 @@ func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
 		}
 		return p.send(req, l)
 	}
+	for tries := 0; ; tries++ {
+		if err := p.wait(ctx, l); err != nil {
+			return nil, err
+		}
+		resp, err := p.send(req, l)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || tries == absorb429 {
+			return resp, err
+		}
+		// Throttled: the rate is cut and the hold set; send again in a
+		// slot after it, as long as the caller waits.
+		if err := req.RewindBody(); err != nil {
+			return resp, nil
+		}
+		resp.Body.Close()
+	}
+}
+
+// wait waits for a slot of l.
+func (p *rateLimitPolicy) wait(ctx context.Context, l *limiter) error {
 	for {
 		d, gen := l.reserve()
 		if d <= 0 {
-			break
+			return nil
 		}
 		t := time.NewTimer(d)
 		select {
@@ -128,14 +165,13 @@ func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
 		case <-ctx.Done():
 			t.Stop()
 			l.cancel(gen)
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		if l.generation() == gen {
-			break
+			return nil
 		}
 		// A 429 came meanwhile: the slot was taken at the old rate.
 	}
-	return p.send(req, l)
 }
 
 // send sends req in the slot taken, and cuts l's rate on a 429.
@@ -168,6 +204,17 @@ const recoverPerSecond = 0.1
 
 func newLimiter(limit float64, now func() time.Time) *limiter {
 	return &limiter{now: now, limit: limit, rate: limit}
+}
+
+// setLimit changes the limit; the current rate keeps its share of it.
+func (l *limiter) setLimit(limit float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if limit == l.limit || limit <= 0 {
+		return
+	}
+	l.rate = l.rate * limit / l.limit
+	l.limit = limit
 }
 
 func (l *limiter) generation() int {

@@ -205,3 +205,45 @@ func TestLimiterTryReserve(t *testing.T) {
 		t.Fatalf("reserve after a try: wait %v, want 100ms", d)
 	}
 }
+
+// TestRateShare: a client given a quarter of the account's limit paces at a
+// quarter of it, and at all of it again when the share grows back.
+func TestRateShare(t *testing.T) {
+	p := newRateLimitPolicy(map[string]int{APIRoute: 40})
+	p.share(4)
+	l := p.limiters[APIRoute]
+	if got, want := l.limit, 40*pacedShare/4; got != want {
+		t.Fatalf("limit with 4 instances = %v, want %v", got, want)
+	}
+	p.share(1)
+	if got := l.limit; got != 40*pacedShare {
+		t.Fatalf("limit alone = %v", got)
+	}
+	p.share(0) // no count yet: alone
+	if got := l.limit; got != 40*pacedShare {
+		t.Fatalf("limit with no count = %v", got)
+	}
+}
+
+// TestRateLimitAbsorbs429: a 429 from a limit lower than the client's (the
+// account shared with an instance not counted yet) is held, the rate cut,
+// and the request sent again: the caller sees no 429.
+func TestRateLimitAbsorbs429(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes seconds")
+	}
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	s.SetRateLimit(mapstest.APIRoute, 10)
+	c := rateLimitedClient(t, s, 40)
+	s.ResetStats()
+	errs := routeBurst(t, c, 60)
+	st := s.Stats()
+	t.Logf("429s at the emulator %d, failed calls %d", st.Status429, errs)
+	if st.Status429 == 0 {
+		t.Fatal("the emulator throttled nothing: the test shows nothing")
+	}
+	if errs != 0 {
+		t.Fatalf("%d calls failed: 429s were not absorbed", errs)
+	}
+}
