@@ -450,12 +450,32 @@ func TestRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecorder(t, errorAnswer(429, tt.header, `{"error":{"code":"429 TooManyRequests","message":"slow down"}}`))
-			_, err := rec.bearerClient(t).Geocode(context.Background(), GeocodeQuery{Query: "x"})
+			// Without client-side limits nothing absorbs a 429: the
+			// client sends once and says how long to hold.
+			opts := rec.options()
+			opts.DisableRateLimits = true
+			c, err := NewClient(rec.ts.URL, &fakeCred{token: testToken}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Geocode(context.Background(), GeocodeQuery{Query: "x"})
 			if got := RetryAfter(err); got < tt.min || got > tt.max {
 				t.Errorf("RetryAfter %v, want %v..%v", got, tt.min, tt.max)
 			}
 			if n := len(rec.requests()); n != 1 {
 				t.Errorf("%d requests: the client retried a 429", n)
+			}
+			if tt.min <= absorbMaxHold {
+				return
+			}
+			// With them, a hold longer than the limiter absorbs is
+			// returned at once, for the engine to pause.
+			rec2 := newRecorder(t, errorAnswer(429, tt.header, `{"error":{"code":"429 TooManyRequests","message":"slow down"}}`))
+			if _, err := rec2.bearerClient(t).Geocode(context.Background(), GeocodeQuery{Query: "x"}); RetryAfter(err) < tt.min {
+				t.Errorf("rate-limited client: %v", err)
+			}
+			if n := len(rec2.requests()); n != 1 {
+				t.Errorf("rate-limited client: %d requests for a hold of %v", n, tt.min)
 			}
 		})
 	}

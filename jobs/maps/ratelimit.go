@@ -109,11 +109,15 @@ func (p *rateLimitPolicy) share(n int) {
 	}
 }
 
-// absorb429 is how many times a request answered 429 is sent again, in a
-// slot after Retry-After at the lowered rate, before the 429 is returned.
-// A 429 absorbed so is not billed and is no outage: the worker does not
-// pause for it.
-const absorb429 = 2
+// absorb429 is how many times a request answered 429 with a short hold
+// (at most absorbMaxHold: Azure Maps asks for 1 s) is sent again, in a slot
+// after the hold at the lowered rate, before the 429 is returned. A 429
+// absorbed so is not billed and is no outage: the worker does not pause for
+// it. A longer hold is returned at once, for the engine to pause.
+const (
+	absorb429     = 2
+	absorbMaxHold = 2 * time.Second
+)
 
 // pacedShare is the share of a limit the client paces at. The service counts
 // arrivals, not departures: requests sent exactly 1/limit apart may arrive
@@ -140,7 +144,8 @@ func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp, err := p.send(req, l)
-		if err != nil || resp.StatusCode != http.StatusTooManyRequests || tries == absorb429 {
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || tries == absorb429 ||
+			RetryAfter(&azcore.ResponseError{RawResponse: resp}) > absorbMaxHold {
 			return resp, err
 		}
 		// Throttled: the rate is cut and the hold set; send again in a
