@@ -103,8 +103,54 @@ func (s *Storage) PutStatus(ctx context.Context, st *InstanceStatus) error {
 	_, err = s.results.NewBlockBlobClient(statusPrefix+st.Instance+".json").Upload(ctx,
 		streaming.NopCloser(bytes.NewReader(doc)), &blockblob.UploadOptions{
 			HTTPHeaders: &blob.HTTPHeaders{BlobContentType: to.Ptr("application/json")},
+			// In the listing, so that counting live instances reads no
+			// document.
+			Metadata: map[string]*string{"stopped": to.Ptr(strconv.FormatBool(st.Stopped))},
 		})
 	return redactErr(err)
+}
+
+// LiveInstances counts the instances whose status document was updated
+// within stale of the newest one (this instance's, just written: the
+// service's clock, not ours) and that did not stop. One listing request.
+func (s *Storage) LiveInstances(ctx context.Context, stale time.Duration) (int, error) {
+	type doc struct {
+		at      time.Time
+		stopped bool
+	}
+	var docs []doc
+	var newest time.Time
+	pager := s.results.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{
+		Prefix: to.Ptr(statusPrefix), Include: container.ListBlobsInclude{Metadata: true},
+	})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("listing instance status: %w", redactErr(err))
+		}
+		for _, it := range page.Segment.BlobItems {
+			if it.Properties == nil || it.Properties.LastModified == nil {
+				continue
+			}
+			d := doc{at: *it.Properties.LastModified}
+			for k, v := range it.Metadata {
+				if strings.EqualFold(k, "stopped") && v != nil && *v == "true" {
+					d.stopped = true
+				}
+			}
+			docs = append(docs, d)
+			if d.at.After(newest) {
+				newest = d.at
+			}
+		}
+	}
+	n := 0
+	for _, d := range docs {
+		if !d.stopped && newest.Sub(d.at) <= stale {
+			n++
+		}
+	}
+	return max(n, 1), nil
 }
 
 // Statuses reads every instance's status document, newest first. Documents
@@ -149,13 +195,22 @@ type StatusOptions struct {
 	Instance string
 	// Version is the worker's version.
 	Version string
-	// Every is the cadence of updates. Default 30s: two writes a minute.
+	// Every is the cadence of updates. Default DefaultStatusEvery.
 	Every time.Duration
 	// Extra, when set, adds the host's figures to each document.
 	Extra func() any
 	// Logger receives a warning when writes fail (once per burst).
 	Logger *slog.Logger
+	// Peers, when set, is told after each write how many instances are
+	// live (this one included), so that they share what is per account.
+	Peers func(n int)
 }
+
+// DefaultStatusEvery is the default cadence of status updates: a write
+// and, with Peers, a listing every 10 s (0.2 requests a second), so that a
+// joining or stopping instance is counted within 10 s, a crashed one within
+// 30 s.
+const DefaultStatusEvery = 10 * time.Second
 
 // StatusWriter keeps an instance's status document up to date while its
 // engine runs.
@@ -179,7 +234,7 @@ func NewStatusWriter(st *Storage, e *Engine, opts *StatusOptions) *StatusWriter 
 		o.Instance = DefaultInstance()
 	}
 	if o.Every <= 0 {
-		o.Every = 30 * time.Second
+		o.Every = DefaultStatusEvery
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -199,6 +254,7 @@ func (w *StatusWriter) Start() {
 		defer t.Stop()
 		for {
 			w.write(false)
+			w.countPeers()
 			select {
 			case <-w.quit:
 				return
@@ -240,5 +296,17 @@ func (w *StatusWriter) write(stopped bool) {
 	defer cancel()
 	if err := w.st.PutStatus(ctx, d); err != nil && w.e.budget.allow("statusWrites") {
 		w.o.Logger.Warn("could not write this instance's status document", "err", err)
+	}
+}
+
+// countPeers tells Peers how many instances are live.
+func (w *StatusWriter) countPeers() {
+	if w.o.Peers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.e.opts.StorageTimeout)
+	defer cancel()
+	if n, err := w.st.LiveInstances(ctx, 3*w.o.Every); err == nil {
+		w.o.Peers(n)
 	}
 }

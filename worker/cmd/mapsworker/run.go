@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -157,8 +158,19 @@ func runWorker(limits runLimits) error {
 		SummaryAttrs:    a.maps.summaryAttrs,
 		OnOutcome:       onOutcome,
 	})
+	// MAPS_RATE_LIMITS are the account's: the live instances share them,
+	// counted from their status documents.
+	var share atomic.Int64
+	share.Store(1)
 	status := worker.NewStatusWriter(a.storage, eng, &worker.StatusOptions{
 		Version: version, Every: s.StatusInterval, Logger: a.log,
+		Peers: func(n int) {
+			if share.Swap(int64(n)) != int64(n) {
+				client.SetRateShare(n)
+				a.log.Debug("Maps rate limits re-divided", "instances", n)
+			}
+		},
+		Extra: func() any { return map[string]any{"rateShare": fmt.Sprintf("1/%d", share.Load())} },
 	})
 	status.Start()
 	defer status.Stop()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mapsworker/jobs/maps"
+	"mapsworker/worker"
 )
 
 // settings are read from the environment, as App Service app settings
@@ -100,7 +101,7 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 	if s.DrainTimeout, err = durationSetting(getenv, "MAPS_DRAIN_TIMEOUT", 45*time.Second, 0, time.Hour); err != nil {
 		return nil, err
 	}
-	if s.StatusInterval, err = durationSetting(getenv, "MAPS_STATUS_INTERVAL", 30*time.Second, time.Second, 10*time.Minute); err != nil {
+	if s.StatusInterval, err = durationSetting(getenv, "MAPS_STATUS_INTERVAL", worker.DefaultStatusEvery, time.Second, 10*time.Minute); err != nil {
 		return nil, err
 	}
 	if s.Batch, err = boolSetting(getenv, "MAPS_BATCH", true); err != nil {
