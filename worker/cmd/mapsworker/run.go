@@ -12,9 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
+	"mapsworker/worker/telemetry"
 )
 
 // app is what the commands share: settings, logger, identity, storage.
@@ -23,7 +26,8 @@ type app struct {
 	log     *slog.Logger
 	id      *identity
 	storage *worker.Storage
-	maps    *mapsCounter // counts Maps calls for the summary line (run only)
+	maps    *mapsCounter         // counts Maps calls for the summary line (run only)
+	tel     *telemetry.Telemetry // OpenTelemetry (run only; exports nothing unless OTEL_* say so)
 }
 
 // newApp reads the settings and connects to storage; with needMaps it also
@@ -37,23 +41,35 @@ func newApp(needMaps bool) (*app, error) {
 	if a.id, err = newIdentity(s); err != nil {
 		return nil, err
 	}
+	if err := a.connect(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// connect creates the storage clients, with policies added to their
+// pipelines (run's tracing).
+func (a *app) connect(policies ...policy.Policy) error {
+	s := a.s
 	opts := &worker.StorageOptions{Queue: s.Queue, Container: s.Container}
+	opts.ClientOptions.PerRetryPolicies = policies
+	var err error
 	if s.StorageConnection != "" {
 		a.storage, err = worker.NewStorageFromConnectionString(s.StorageConnection, opts)
 		if err != nil {
-			return nil, &settingError{"AzureWebJobsStorage", "not a valid storage connection string"}
+			return &settingError{"AzureWebJobsStorage", "not a valid storage connection string"}
 		}
-		return a, nil
+		return nil
 	}
 	sid, err := storageIdentity(s, a.id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	a.storage, err = worker.NewStorage(s.QueueServiceURI, s.BlobServiceURI, sid.cred, opts)
 	if err != nil {
-		return nil, &settingError{"AzureWebJobsStorage__queueServiceUri", safeErr(err, s)}
+		return &settingError{"AzureWebJobsStorage__queueServiceUri", safeErr(err, s)}
 	}
-	return a, nil
+	return nil
 }
 
 // mapsClient builds the Azure Maps client with the configured auth.
@@ -63,6 +79,11 @@ func (a *app) mapsClient() (*maps.Client, error) {
 	opts.Telemetry.ApplicationID = "mapsworker/" + version
 	if a.maps != nil {
 		opts.PerRetryPolicies = append(opts.PerRetryPolicies, a.maps)
+	}
+	if a.tel != nil {
+		if p := a.tel.MapsPolicy(); p != nil {
+			opts.PerRetryPolicies = append(opts.PerRetryPolicies, p)
+		}
 	}
 	if a.s.MapsKeySecretURI != "" {
 		keys, err := newVaultKeys(a.s.MapsKeySecretURI, a.id.cred)
@@ -105,6 +126,9 @@ func runWorker(limits runLimits) error {
 		return err
 	}
 	a.maps = &mapsCounter{}
+	if a.tel, err = newTelemetry(a); err != nil {
+		return err
+	}
 	client, err := a.mapsClient()
 	if err != nil {
 		return err
@@ -149,6 +173,9 @@ func runWorker(limits runLimits) error {
 		once = newRunOnce(limits, nil)
 		queue, onOutcome = once.queue(queue), once.settled
 	}
+	if a.tel.Config().Metrics {
+		onOutcome = bothOutcomes(onOutcome, a.tel.Settled)
+	}
 	eng := worker.New(queue, a.storage.Poison, a.storage.Results, handler, &worker.Options{
 		Concurrency:     s.Concurrency,
 		MaxDequeueCount: s.MaxDequeueCount,
@@ -157,7 +184,43 @@ func runWorker(limits runLimits) error {
 		Logger:          a.log,
 		SummaryAttrs:    a.maps.summaryAttrs,
 		OnOutcome:       onOutcome,
+		Observe:         a.tel.Observe(),
 	})
+	a.tel.ObserveEngine(eng)
+	a.tel.ObserveQueues(map[string]telemetry.QueueStats{
+		"requests": func(ctx context.Context) (int64, time.Time, error) { return queueStats(ctx, a.storage.Requests) },
+		"poison":   func(ctx context.Context) (int64, time.Time, error) { return queueStats(ctx, a.storage.Poison) },
+	})
+	defer func() {
+		// The export at a stop gets the exit's allowance: the runner's
+		// stopping_wait_time is budgeted without it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := a.tel.Shutdown(ctx); err != nil {
+			a.log.Warn("telemetry: the last export failed", "err", err)
+		}
+	}()
+	var stopping atomic.Bool
+	if s.HealthAddr != "" {
+		hs, err := startHealth(s.HealthAddr, func() (bool, string) {
+			switch {
+			case stopping.Load():
+				return false, "stopping"
+			case eng.Paused():
+				return false, "paused: Maps or storage is failing; dequeuing resumes when a probe succeeds"
+			}
+			return true, ""
+		})
+		if err != nil {
+			return err
+		}
+		a.log.Info("health endpoint listening", "addr", hs.Addr())
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			_ = hs.Shutdown(ctx)
+		}()
+	}
 	// MAPS_RATE_LIMITS are the account's: the live instances share them,
 	// counted from their status documents.
 	var share atomic.Int64
@@ -192,6 +255,7 @@ func runWorker(limits runLimits) error {
 	case end = <-ended:
 	}
 	began := time.Now()
+	stopping.Store(true)
 	a.log.Info(end.reason+"; draining", "budget", s.DrainTimeout, "inFlight", eng.Stats().InFlight.Load())
 	dctx, cancel := context.WithTimeout(context.Background(), s.DrainTimeout)
 	defer cancel()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type settings struct {
 	MaxPollInterval    time.Duration
 	DrainTimeout       time.Duration
 	StatusInterval     time.Duration
+	HealthAddr         string // MAPS_HEALTH_ADDR: host:port of /healthz and /readyz; "" off
 	Batch              bool
 	RateLimits         map[string]int // nil: the Gen2 defaults; empty: no limits
 	ShutdownFile       string
@@ -102,6 +104,9 @@ func loadSettings(getenv func(string) string, needMaps bool) (*settings, error) 
 		return nil, err
 	}
 	if s.StatusInterval, err = durationSetting(getenv, "MAPS_STATUS_INTERVAL", worker.DefaultStatusEvery, time.Second, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	if s.HealthAddr, err = addrSetting(getenv, "MAPS_HEALTH_ADDR"); err != nil {
 		return nil, err
 	}
 	if s.Batch, err = boolSetting(getenv, "MAPS_BATCH", true); err != nil {
@@ -265,4 +270,20 @@ func newLogger(s *settings) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stdout, opts))
+}
+
+// addrSetting reads a listen address: host:port or :port, "" for none.
+func addrSetting(getenv func(string) string, name string) (string, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return "", nil
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", &settingError{name, fmt.Sprintf("%q is not host:port or :port", v)}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", &settingError{name, fmt.Sprintf("%q: port %q is not a number 0-65535", v, port)}
+	}
+	return v, nil
 }
