@@ -44,7 +44,8 @@ type Options struct {
 	// as "other", so that a producer's typo cannot add a time series.
 	Kinds []string
 	// QueueInterval is how often queue depths are read while metrics are
-	// on. Default 30s.
+	// on. Default 1m, the SDK's default export interval: a reading more
+	// frequent than the exports would cost storage requests for nothing.
 	QueueInterval time.Duration
 	// Logger receives export errors (at warn, at most one a minute).
 	// Default slog.Default().
@@ -63,7 +64,7 @@ func (o *Options) withDefaults() Options {
 		c.InstanceID, _ = os.Hostname()
 	}
 	if c.QueueInterval <= 0 {
-		c.QueueInterval = 30 * time.Second
+		c.QueueInterval = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
