@@ -251,6 +251,9 @@ type Engine struct {
 	stopReceive context.CancelFunc
 	receiveCtx  context.Context
 	done        chan struct{} // closed when Run has returned
+	// acks are the deletes under way: a message's slot is free once its
+	// result is written, and Run returns after its deletes.
+	acks sync.WaitGroup
 	// workCtx is the context of in-flight work; cancelled when a drain runs
 	// out of time.
 	workCtx    context.Context
@@ -369,6 +372,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.fetch(rctx, work, finished, held)
 	close(work)
 	wg.Wait()
+	e.acks.Wait()
 	stopSummary()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -809,7 +813,7 @@ func (e *Engine) process(l *lease) Outcome {
 		} else {
 			// The work is done: write it even if a stop cuts the drain
 			// short, within the bound on every storage call.
-			pctx, cancel := l.detached()
+			pctx, cancel := l.resultCtx()
 			err = e.results.Put(pctx, name, doc, false)
 			cancel()
 			if err == nil || errors.Is(err, ErrResultExists) {
@@ -962,21 +966,49 @@ func (l *lease) detached() (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.WithoutCancel(l.context()), deadline)
 }
 
-func (e *Engine) delete(l *lease, o Outcome) Outcome {
-	ctx, cancel := l.detached()
-	defer cancel()
-	if err := l.delete(ctx); err != nil {
-		if errors.Is(err, ErrMessageLost) {
-			// Done and written; another consumer holds the message and will
-			// find the result.
-			return o
-		}
-		// The message comes back after its lease and is then acknowledged
-		// as a duplicate. Debug only, like every per-message line: an
-		// outage fails them all, and the breaker says so once.
-		e.log.Debug("delete failed; the message will be redelivered and acknowledged",
-			"messageId", l.msg.ID, "err", err)
+// resultCtx bounds the write of a result whose work is done. While the
+// engine runs, that is as long as a try may take, not StorageTimeout: a
+// storage front end stalling for seconds (Azurite on a busy machine, at 64
+// in flight) is waited for, instead of the paid Maps answer being thrown
+// away, the message released as an environment fault (which pauses
+// dequeuing for every message) and its Maps call made again. Once a stop
+// cuts the drain it ends with the other storage calls.
+func (l *lease) resultCtx() (context.Context, context.CancelFunc) {
+	e := l.e
+	if e.lastCall.Load() != 0 {
+		return l.detached()
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.context()), max(e.opts.StorageTimeout, e.opts.TryTimeout))
+	stop := context.AfterFunc(e.workCtx, func() {
+		t := time.AfterFunc(time.Until(time.Unix(0, e.lastCall.Load())), cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+func (e *Engine) delete(l *lease, o Outcome) Outcome {
+	// The delete does not hold the message's slot: the outcome is the same
+	// whether it succeeds or not (a message whose delete failed comes back
+	// and is acknowledged as a duplicate), and a slot waiting for it adds
+	// a storage round trip to every message's time.
+	ctx, cancel := l.detached()
+	e.acks.Add(1)
+	go func() {
+		defer e.acks.Done()
+		defer cancel()
+		if err := l.delete(ctx); err != nil && !errors.Is(err, ErrMessageLost) {
+			// The message comes back after its lease and is then
+			// acknowledged as a duplicate (ErrMessageLost: another
+			// consumer holds it and will find the result). Debug only,
+			// like every per-message line: an outage fails them all, and
+			// the breaker says so once.
+			e.log.Debug("delete failed; the message will be redelivered and acknowledged",
+				"messageId", l.msg.ID, "err", err)
+		}
+	}()
 	return o
 }
 
