@@ -215,12 +215,15 @@ const DefaultStatusEvery = 10 * time.Second
 // StatusWriter keeps an instance's status document up to date while its
 // engine runs.
 type StatusWriter struct {
-	st   *Storage
-	e    *Engine
-	o    StatusOptions
-	doc  InstanceStatus
-	quit chan struct{}
-	done chan struct{}
+	st  *Storage
+	e   *Engine
+	o   StatusOptions
+	doc InstanceStatus
+	// ctx ends at Stop, cutting a periodic write or count under way: the
+	// stop must not wait on storage that does not answer.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewStatusWriter returns a writer for e's status; Start it, and Stop it
@@ -239,7 +242,8 @@ func NewStatusWriter(st *Storage, e *Engine, opts *StatusOptions) *StatusWriter 
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &StatusWriter{st: st, e: e, o: o, quit: make(chan struct{}), done: make(chan struct{}),
+	ctx, cancel := context.WithCancel(context.Background())
+	return &StatusWriter{st: st, e: e, o: o, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		doc: InstanceStatus{Instance: o.Instance, Version: o.Version, Started: time.Now().UTC(), Every: Duration(o.Every)}}
 }
 
@@ -253,10 +257,10 @@ func (w *StatusWriter) Start() {
 		t := time.NewTicker(w.o.Every)
 		defer t.Stop()
 		for {
-			w.write(false)
+			w.write(w.ctx, false)
 			w.countPeers()
 			select {
-			case <-w.quit:
+			case <-w.ctx.Done():
 				return
 			case <-t.C:
 			}
@@ -266,12 +270,12 @@ func (w *StatusWriter) Start() {
 
 // Stop writes the document a last time, saying the instance stopped.
 func (w *StatusWriter) Stop() {
-	close(w.quit)
+	w.cancel()
 	<-w.done
-	w.write(true)
+	w.write(context.Background(), true)
 }
 
-func (w *StatusWriter) write(stopped bool) {
+func (w *StatusWriter) write(parent context.Context, stopped bool) {
 	s := w.e.Stats()
 	d := &w.doc
 	d.Updated, d.Stopped = time.Now().UTC(), stopped
@@ -292,9 +296,9 @@ func (w *StatusWriter) write(stopped bool) {
 		// the WebJobs runner is waiting for.
 		timeout = 2 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	if err := w.st.PutStatus(ctx, d); err != nil && w.e.budget.allow("statusWrites") {
+	if err := w.st.PutStatus(ctx, d); err != nil && parent.Err() == nil && w.e.budget.allow("statusWrites") {
 		w.o.Logger.Warn("could not write this instance's status document", "err", err)
 	}
 }
@@ -304,7 +308,7 @@ func (w *StatusWriter) countPeers() {
 	if w.o.Peers == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), w.e.opts.StorageTimeout)
+	ctx, cancel := context.WithTimeout(w.ctx, w.e.opts.StorageTimeout)
 	defer cancel()
 	if n, err := w.st.LiveInstances(ctx, 3*w.o.Every); err == nil {
 		w.o.Peers(n)

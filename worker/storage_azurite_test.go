@@ -316,3 +316,32 @@ func newStorageOn(t *testing.T, az *azurite.Server) *worker.Storage {
 	t.Helper()
 	return hookedStorage(t, az, &hookTransport{})
 }
+
+// A status writer stopped while storage does not answer returns within its
+// last write's 2 s, not after the writes under way time out.
+func TestStatusWriterStopsAtOnceWhenStorageHangs(t *testing.T) {
+	az := azurite.New(t, nil)
+	hang := make(chan struct{})
+	tr := &hookTransport{}
+	st := hookedStorage(t, az, tr)
+	tr.before = func(r *http.Request) (*http.Response, error) {
+		if strings.Contains(r.URL.Path, "mapsworker-status") || r.URL.Query().Get("comp") == "list" {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+			return nil, r.Context().Err()
+		}
+		return nil, nil
+	}
+	defer close(hang)
+	e := worker.New(st.Requests, st.Poison, st.Results, &fakeHandler{}, &worker.Options{})
+	w := worker.NewStatusWriter(st, e, &worker.StatusOptions{Every: time.Second, Peers: func(int) {}})
+	w.Start()
+	time.Sleep(500 * time.Millisecond) // a write is under way, hanging
+	began := time.Now()
+	w.Stop()
+	if took := time.Since(began); took > 4*time.Second {
+		t.Fatalf("Stop took %v with storage hanging", took)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"mapsworker/jobs/maps/mapstest"
+	"mapsworker/worker"
 	"mapsworker/worker/azurite"
 )
 
@@ -34,7 +35,7 @@ func (te *testEnv) sendGeocodes(prefix string, n int) []string {
 	return ids
 }
 
-// resultCount counts the result blobs.
+// resultCount counts the result blobs (not the status documents beside them).
 func (te *testEnv) resultCount() int {
 	te.t.Helper()
 	n := 0
@@ -44,7 +45,11 @@ func (te *testEnv) resultCount() int {
 		if err != nil {
 			te.t.Fatal(err)
 		}
-		n += len(page.Segment.BlobItems)
+		for _, b := range page.Segment.BlobItems {
+			if b.Name != nil && worker.IsResult(*b.Name) {
+				n++
+			}
+		}
 	}
 	return n
 }
