@@ -81,9 +81,8 @@ type batchAnswer struct {
 }
 
 // newBatcher returns a batcher sending up to max items per batch (at most
-// and by default DefaultBatchMax). It has no window: the time.Duration
-// argument is not used.
-func newBatcher[Q any](single func(context.Context, Q) (*maps.Response, error), batch func(context.Context, []Q) (*maps.BatchResponse, error), _ time.Duration, max int) *batcher[Q] {
+// and by default DefaultBatchMax).
+func newBatcher[Q any](single func(context.Context, Q) (*maps.Response, error), batch func(context.Context, []Q) (*maps.BatchResponse, error), max int) *batcher[Q] {
 	if max <= 0 || max > DefaultBatchMax {
 		max = DefaultBatchMax
 	}

@@ -31,7 +31,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"time"
 
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
@@ -68,16 +67,16 @@ type HandlerOptions struct {
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int
 
-	// Batch sends the geocode requests in hand at the same time as one
-	// POST /geocode:batch, and the routes as one /route/directions:batch
-	// (the Maps client must implement BatchMaps), falling back to single
-	// calls if a batch endpoint is refused.
+	// Batch lets geocode and route requests that cannot go out at once
+	// (no free rate slot, or many calls under way) gather and go together
+	// as one POST /geocode:batch or /route/directions:batch when a call
+	// ends (the Maps client must implement BatchMaps and rate-limit); a
+	// request that finds capacity goes alone at once. A refused batch
+	// endpoint means single calls from then on.
 	Batch bool
-	// BatchWindow is how long a geocode request waits for others to join
-	// its batch; default DefaultBatchWindow. BatchMax is the most items in
-	// one batch, up to and by default DefaultBatchMax.
-	BatchWindow time.Duration
-	BatchMax    int
+	// BatchMax is the most items in one batch, up to and by default
+	// DefaultBatchMax.
+	BatchMax int
 }
 
 // Handler decodes request messages into tasks that call Azure Maps.
@@ -98,8 +97,8 @@ func NewHandler(m Maps, opts *HandlerOptions) *Handler {
 		h.maxBody = opts.MaxBodyBytes
 	}
 	if bm, ok := m.(BatchMaps); ok && opts != nil && opts.Batch {
-		h.geocodes = newBatcher(m.Geocode, bm.GeocodeBatch, opts.BatchWindow, opts.BatchMax)
-		h.routes = newBatcher(m.RouteDirections, bm.RouteDirectionsBatch, opts.BatchWindow, opts.BatchMax)
+		h.geocodes = newBatcher(m.Geocode, bm.GeocodeBatch, opts.BatchMax)
+		h.routes = newBatcher(m.RouteDirections, bm.RouteDirectionsBatch, opts.BatchMax)
 	}
 	return h
 }
