@@ -48,6 +48,7 @@ var storageChecks = []string{"settings: credential", "queue maps-requests: read"
 	"queue maps-requests-poison: send", "container maps-results: write", "Azure Maps: geocode one address"}
 
 func TestCheckHealthy(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	out, code := runCheck(t, te, nil)
 	if code != 0 {
@@ -62,6 +63,7 @@ func TestCheckHealthy(t *testing.T) {
 // TestCheckIdentityStorageHealthy is the healthy check of an identity-based
 // setup (no storage key): it also gets a token for Azure Storage.
 func TestCheckIdentityStorageHealthy(t *testing.T) {
+	t.Parallel()
 	te := newIdentityStorageEnv(t)
 	if err := te.storage.Ensure(t.Context(), nil); err != nil {
 		t.Fatal(err)
@@ -77,6 +79,7 @@ func TestCheckIdentityStorageHealthy(t *testing.T) {
 }
 
 func TestCheckVaultHealthy(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	vault := newTestVault(t, "maps-key", "k-"+randomHex(16))
 	useVault(t, te, vault)
@@ -92,6 +95,7 @@ func TestCheckVaultHealthy(t *testing.T) {
 }
 
 func TestCheckVaultForbidden(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	vault := newTestVault(t, "maps-key", "k-"+randomHex(16))
 	vault.status = http.StatusForbidden
@@ -107,6 +111,7 @@ func TestCheckVaultForbidden(t *testing.T) {
 }
 
 func TestCheckMapsForbidden(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.emu.SetFault(&mapstest.Fault{Status: 403, Code: "403 Forbidden"})
 	out, code := runCheck(t, te, nil)
@@ -124,6 +129,7 @@ func TestCheckMapsForbidden(t *testing.T) {
 }
 
 func TestCheckMissingQueue(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	q := "missing-" + randomHex(4)
 	out, code := runCheck(t, te, map[string]string{"MAPS_QUEUE": q})
@@ -142,6 +148,7 @@ func TestCheckMissingQueue(t *testing.T) {
 }
 
 func TestCheckTokenOutage(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	te.emu.SetTokenOutage(true)
 	out, code := runCheck(t, te, nil)
@@ -160,6 +167,7 @@ func TestCheckTokenOutage(t *testing.T) {
 // TestCheckServicePrincipalRefused: the authority refuses the client secret;
 // the token line says so and how to fix it, and the secret is never printed.
 func TestCheckServicePrincipalRefused(t *testing.T) {
+	t.Parallel()
 	te := newTestEnv(t)
 	clientID, tenant := "sp-app-"+randomHex(6), "72f988bf-0000-4000-8000-"+randomHex(6)
 	auth := newTestAuthority(t, te.emu, tenant, clientID)

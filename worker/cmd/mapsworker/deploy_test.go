@@ -43,6 +43,7 @@ type manifestContainer struct {
 
 // TestDeployContainerAppsJob checks deploy/containerapps-job.yaml.
 func TestDeployContainerAppsJob(t *testing.T) {
+	t.Parallel()
 	docs := readManifest(t, "deploy/containerapps-job.yaml")
 	if len(docs) != 1 {
 		t.Fatalf("%d documents", len(docs))
@@ -89,6 +90,7 @@ func TestDeployContainerAppsJob(t *testing.T) {
 
 // TestDeployAKSScaledJob checks deploy/aks-scaledjob.yaml.
 func TestDeployAKSScaledJob(t *testing.T) {
+	t.Parallel()
 	docs := readManifest(t, "deploy/aks-scaledjob.yaml")
 	byKind := map[string]any{}
 	for _, d := range docs {
@@ -153,6 +155,7 @@ func TestDeployAKSScaledJob(t *testing.T) {
 
 // TestDeployAppServiceAutoscale checks deploy/appservice-autoscale.json.
 func TestDeployAppServiceAutoscale(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(repoRoot + "deploy/appservice-autoscale.json")
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +197,7 @@ func TestDeployAppServiceAutoscale(t *testing.T) {
 // stage copies; the final stage is distroless static (or scratch), runs as
 // a non-root user by number, with the worker as its entry point.
 func TestDeployImage(t *testing.T) {
+	t.Parallel()
 	df := readText(t, "Dockerfile")
 	mk := readText(t, "Makefile")
 

@@ -161,6 +161,7 @@ func TestLinuxRunScriptRuns(t *testing.T) {
 // the zip: the entry point, settings.job and the binary at its root, the
 // binary for the platform, and on Linux the executable bits.
 func TestPackage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("cross-build")
 	}
