@@ -457,13 +457,11 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 			}
 		}
 	}
-	push := func(msgs []*Message, sweep bool) {
+	push := func(msgs []*Message) {
 		for _, m := range msgs {
 			inHand++
 			e.inHand.Add(1)
-			l := e.newLease(m)
-			l.sweep = sweep
-			work <- l
+			work <- e.newLease(m)
 		}
 	}
 	for {
@@ -496,7 +494,7 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 				if swept := e.sweep(ctx, held-inHand); len(swept) > 0 {
 					// More may be expiring behind them: look again as
 					// soon as there is room.
-					push(swept, true)
+					push(swept)
 					lastSweep = time.Time{}
 					continue
 				}
@@ -517,7 +515,7 @@ func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan 
 			e.tripBreaker(0, storageError(err), e.storageProbe)
 			continue
 		}
-		push(msgs, false)
+		push(msgs)
 		if len(msgs) > 0 {
 			poll = 0
 			continue

@@ -22,7 +22,6 @@ type lease struct {
 	// effect, leaving a pop receipt we do not know.
 	unsure    bool
 	started   bool      // the worker began working it (set by the worker only)
-	sweep     bool      // dequeued by a sweep for expiring messages
 	poisoning bool      // being poisoned: a release must not poison again
 	began     time.Time // when the task began to run
 	// ctx is the delivery's work context when Options.Observe gave one;
