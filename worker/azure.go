@@ -200,19 +200,24 @@ func (q *AzureQueue) Receive(ctx context.Context, n int, visibility time.Duratio
 	}
 	out := make([]*Message, 0, len(resp.Messages))
 	for _, m := range resp.Messages {
-		msg := &Message{ID: deref(m.MessageID), PopReceipt: deref(m.PopReceipt), Text: deref(m.MessageText)}
-		if m.DequeueCount != nil {
-			msg.DequeueCount = *m.DequeueCount
-		}
-		if m.InsertionTime != nil {
-			msg.InsertedAt = m.InsertionTime.UTC()
-		}
-		if m.ExpirationTime != nil && m.ExpirationTime.Year() < neverExpires {
-			msg.ExpiresAt = m.ExpirationTime.UTC()
-		}
-		out = append(out, msg)
+		out = append(out, newMessage(m.MessageID, m.PopReceipt, m.MessageText, m.DequeueCount, m.InsertionTime, m.ExpirationTime))
 	}
 	return out, nil
+}
+
+// newMessage makes a Message of the fields the service answered with.
+func newMessage(id, pop, text *string, dequeues *int64, inserted, expires *time.Time) *Message {
+	msg := &Message{ID: deref(id), PopReceipt: deref(pop), Text: deref(text)}
+	if dequeues != nil {
+		msg.DequeueCount = *dequeues
+	}
+	if inserted != nil {
+		msg.InsertedAt = inserted.UTC()
+	}
+	if expires != nil && expires.Year() < neverExpires {
+		msg.ExpiresAt = expires.UTC()
+	}
+	return msg
 }
 
 // neverExpires is the year from which an expiry time means "never": the
@@ -227,17 +232,7 @@ func (q *AzureQueue) Peek(ctx context.Context, n int) ([]*Message, error) {
 	}
 	out := make([]*Message, 0, len(resp.Messages))
 	for _, m := range resp.Messages {
-		msg := &Message{ID: deref(m.MessageID), Text: deref(m.MessageText)}
-		if m.DequeueCount != nil {
-			msg.DequeueCount = *m.DequeueCount
-		}
-		if m.InsertionTime != nil {
-			msg.InsertedAt = m.InsertionTime.UTC()
-		}
-		if m.ExpirationTime != nil && m.ExpirationTime.Year() < neverExpires {
-			msg.ExpiresAt = m.ExpirationTime.UTC()
-		}
-		out = append(out, msg)
+		out = append(out, newMessage(m.MessageID, nil, m.MessageText, m.DequeueCount, m.InsertionTime, m.ExpirationTime))
 	}
 	return out, nil
 }
