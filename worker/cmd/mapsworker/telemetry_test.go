@@ -200,8 +200,10 @@ func TestTelemetryExport(t *testing.T) {
 		`{"id":"tel-x2","kind":"geocode","query":"x","top":99}`,
 		`{"id":"tel-x3","kind":"teleport","query":"Redmond"}`,
 	)
-	// The first route request is answered 429; the fault ends with the next.
-	te.emu.SetFault(&mapstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second, Paths: []string{mapstest.APIRoute}})
+	// The first route request is answered 429, asking for a hold longer than
+	// the Maps client absorbs, so that the engine pauses; the fault ends
+	// with the next request (the probe).
+	te.emu.SetFault(&mapstest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 3 * time.Second, Paths: []string{mapstest.APIRoute}})
 	var routes atomic.Int64
 	te.emu.SetHandlerHook(func(r *http.Request) {
 		if r.URL.Path == "/route/directions" && routes.Add(1) == 2 {
