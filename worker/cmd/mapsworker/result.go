@@ -57,7 +57,8 @@ func cmdResult(args []string) error {
 func fetchResult(ctx context.Context, st *worker.Storage, kind, id string) ([]byte, *worker.Result, error) {
 	resp, err := st.Results.Client().NewBlobClient(worker.ResultName(kind, id)).DownloadStream(ctx, nil)
 	if err != nil {
-		if bloberror.HasCode(err, bloberror.BlobNotFound) {
+		// No container yet (no worker has run) is no result yet, too.
+		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
 			return nil, nil, nil
 		}
 		return nil, nil, fmt.Errorf("reading the result: %s", shortErr(err))
