@@ -13,7 +13,10 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -168,6 +171,15 @@ func redact(text string, s *settings) string {
 // errors carry whole responses and request URLs.
 func shortErr(err error) string {
 	msg, _, _ := strings.Cut(err.Error(), "\n")
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && strings.HasPrefix(err.Error(), msg+"\n") {
+		// azcore's text is the request line, then the response: keep
+		// the request line and say what came back.
+		msg += ": " + strconv.Itoa(re.StatusCode)
+		if re.ErrorCode != "" {
+			msg += " " + re.ErrorCode
+		}
+	}
 	msg = urlRE.ReplaceAllStringFunc(msg, func(u string) string {
 		if p, err := url.Parse(u); err == nil {
 			p.RawQuery = ""

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 )
 
 func TestCheckDrain(t *testing.T) {
@@ -46,5 +49,17 @@ func TestCheckDrain(t *testing.T) {
 func TestShippedSettingsJobFitsTheDefaultDrain(t *testing.T) {
 	if err := checkDrain(45*time.Second, filepath.Join("..", "..", "..")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// shortErr keeps the request line of an azcore error and says what came
+// back, instead of the request line alone.
+func TestShortErrSaysTheStatus(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodGet, "https://acct.blob.core.windows.net/c/b.json?sig=secret", nil)
+	err := runtime.NewResponseError(&http.Response{StatusCode: 404, Request: req,
+		Header: http.Header{"X-Ms-Error-Code": {"ContainerNotFound"}}, Body: http.NoBody})
+	got := shortErr(err)
+	if !strings.Contains(got, "404 ContainerNotFound") || strings.Contains(got, "secret") {
+		t.Fatalf("shortErr = %q", got)
 	}
 }
