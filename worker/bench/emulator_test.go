@@ -56,6 +56,14 @@ func emulatorChild() int {
 				}
 				srv.SetRateLimit(api, qps)
 			}
+		case "limit": // limit <api> <qps>
+			api, qps, _ := strings.Cut(arg, " ")
+			n, err := strconv.Atoi(qps)
+			if err != nil {
+				reply = "error " + err.Error()
+				break
+			}
+			srv.SetRateLimit(api, n)
 		case "reset":
 			srv.ResetStats()
 		case "stats":
