@@ -584,7 +584,7 @@ func messages() int {
 }
 
 func BenchmarkThroughput(b *testing.B) {
-	certs := b.TempDir()
+	certs := benchCertDir(b)
 	emu, err := startEmulator(certs)
 	check(b, err)
 	defer emu.Close()

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"testing"
 	"time"
 
 	"mapsworker/jobs/maps"
@@ -88,6 +90,23 @@ type emulator struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Scanner
+}
+
+// certDirOnce is the one folder every emulator of this process keeps its
+// certificate in: Go reads SSL_CERT_FILE once per process, so a second
+// benchmark's emulator must present the certificate the first one did.
+var certDirOnce = sync.OnceValues(func() (string, error) {
+	return os.MkdirTemp("", "mapsworker-bench-certs-")
+})
+
+// benchCertDir returns the shared certificate folder.
+func benchCertDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := certDirOnce()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }
 
 // startEmulator starts the emulator process, keeping its certificate in

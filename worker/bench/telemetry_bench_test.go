@@ -41,7 +41,7 @@ func BenchmarkTelemetry(b *testing.B) {
 	if skipped("telemetry") {
 		b.Skip("BENCH_ONLY")
 	}
-	certs := b.TempDir()
+	certs := benchCertDir(b)
 	emu, err := startEmulator(certs)
 	check(b, err)
 	defer emu.Close()
