@@ -38,7 +38,7 @@ $(AZURITE): azurite/package.json azurite/package-lock.json
 # build writes bin/mapsworker and bin/localrun (make run's orchestrator).
 build:
 	@echo "==> building bin/mapsworker and bin/localrun (go build; the first time a minute or two)"
-	@$(call progress,compiling,$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./worker/cmd/mapsworker ./worker/cmd/localrun)
+	@$(call progress,compiling,$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/mapsworker ./cmd/localrun)
 
 # STATIC builds a static linux/amd64 binary (CGO_ENABLED=0: no libc, so a
 # distroless/static image runs it): the Linux WebJob's and the image's.
@@ -49,18 +49,18 @@ STATIC = GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$
 # Linux (dist/mapsworker-webjob-linux.zip: run.sh, settings.job, mapsworker).
 package: image-bin
 	mkdir -p dist/webjob dist/webjob-linux
-	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/webjob/mapsworker.exe ./worker/cmd/mapsworker
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/webjob/mapsworker.exe ./cmd/mapsworker
 	cp run.cmd settings.job dist/webjob/
-	$(GO) run ./worker/cmd/webjobzip dist/mapsworker-webjob.zip dist/webjob/run.cmd dist/webjob/settings.job dist/webjob/mapsworker.exe
+	$(GO) run ./cmd/webjobzip dist/mapsworker-webjob.zip dist/webjob/run.cmd dist/webjob/settings.job dist/webjob/mapsworker.exe
 	cp run.sh settings.job dist/image/mapsworker dist/webjob-linux/
-	$(GO) run ./worker/cmd/webjobzip dist/mapsworker-webjob-linux.zip dist/webjob-linux/run.sh dist/webjob-linux/settings.job dist/webjob-linux/mapsworker
+	$(GO) run ./cmd/webjobzip dist/mapsworker-webjob-linux.zip dist/webjob-linux/run.sh dist/webjob-linux/settings.job dist/webjob-linux/mapsworker
 	@echo "wrote dist/mapsworker-webjob.zip and dist/mapsworker-webjob-linux.zip"
 
 # image-bin builds dist/image/mapsworker, the static binary the container
 # image holds; the Dockerfile's build stage runs this target.
 .PHONY: image-bin
 image-bin:
-	$(STATIC) -o dist/image/mapsworker ./worker/cmd/mapsworker
+	$(STATIC) -o dist/image/mapsworker ./cmd/mapsworker
 
 # run starts Azurite, the Azure Maps emulator and the worker, enqueues sample
 # requests of every kind, prints their results, and runs until Ctrl-C.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"mapsworker/internal/azurite/azuritetest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 )
 
 // fakeHandler decodes {"id","kind","fail"} and fails as asked; it counts runs.
@@ -81,7 +81,7 @@ func (t *fakeTask) Run(ctx context.Context) (*worker.Output, error) {
 
 func newStorage(t *testing.T) *worker.Storage {
 	t.Helper()
-	az := azurite.New(t, nil)
+	az := azuritetest.New(t, nil)
 	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), &worker.StorageOptions{Queue: "requests", Container: "results"})
 	if err != nil {
 		t.Fatal(err)

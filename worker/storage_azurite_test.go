@@ -16,8 +16,9 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"mapsworker/internal/azurite"
+	"mapsworker/internal/azurite/azuritetest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 )
 
 // rejectingHandler fails every request as rejected while reject is set, and
@@ -252,7 +253,7 @@ func hookedStorage(t *testing.T, az *azurite.Server, tr *hookTransport) *worker.
 // carry the old pop receipt, and the message, renewed by the lost try, would
 // look lost.
 func TestUpdateIsNotRetried(t *testing.T) {
-	az := azurite.New(t, nil)
+	az := azuritetest.New(t, nil)
 	tr := &hookTransport{}
 	st := hookedStorage(t, az, tr)
 	ctx := context.Background()
@@ -282,7 +283,7 @@ func TestUpdateIsNotRetried(t *testing.T) {
 // A success and a failure written at once never leave the failure: the
 // success's conditional replace, beaten by the failure, decides again.
 func TestPutRaceKeepsTheSuccess(t *testing.T) {
-	az := azurite.New(t, nil)
+	az := azuritetest.New(t, nil)
 	other := newStorageOn(t, az)
 	ctx := context.Background()
 	const name = "k/race.json"
@@ -320,7 +321,7 @@ func newStorageOn(t *testing.T, az *azurite.Server) *worker.Storage {
 // A status writer stopped while storage does not answer returns within its
 // last write's 2 s, not after the writes under way time out.
 func TestStatusWriterStopsAtOnceWhenStorageHangs(t *testing.T) {
-	az := azurite.New(t, nil)
+	az := azuritetest.New(t, nil)
 	hang := make(chan struct{})
 	tr := &hookTransport{}
 	st := hookedStorage(t, az, tr)

@@ -34,11 +34,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"mapsworker/internal/azurite"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 )
 
 // Limits every row is held to.

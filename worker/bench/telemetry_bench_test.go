@@ -17,10 +17,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"mapsworker/internal/azurite"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 	"mapsworker/worker/telemetry"
 )
 

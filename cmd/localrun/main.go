@@ -29,11 +29,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
+	"mapsworker/internal/azurite"
+	"mapsworker/internal/azurite/procgroup"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
-	"mapsworker/worker/azurite/procgroup"
 )
 
 func main() {

@@ -32,9 +32,10 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"mapsworker/internal/azurite"
+	"mapsworker/internal/azurite/azuritetest"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 )
 
 // ---- TLS helpers ----------------------------------------------------------
@@ -444,7 +445,7 @@ func quoteIfEmpty(s string) string {
 func newIdentityStorageEnv(t *testing.T) *testEnv {
 	t.Helper()
 	certFile, keyFile := selfSignedCert(t, t.TempDir())
-	az := azurite.New(t, &azurite.Options{OAuth: true, CertFile: certFile, KeyFile: keyFile})
+	az := azuritetest.New(t, &azurite.Options{OAuth: true, CertFile: certFile, KeyFile: keyFile})
 	emu := mapstest.NewServer(nil)
 	t.Cleanup(emu.Close)
 	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), &worker.StorageOptions{

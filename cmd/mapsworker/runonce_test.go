@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"mapsworker/internal/azurite/azuritetest"
 	"mapsworker/jobs/maps/mapstest"
-	"mapsworker/worker/azurite"
 )
 
 // geocodes enqueues n geocode requests named prefix-0…prefix-(n-1).
@@ -169,7 +169,7 @@ func TestRunUntilEmptyFault(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			t.Parallel()
-			az := azurite.New(t, nil)
+			az := azuritetest.New(t, nil)
 			te := newTestEnvWith(t, az)
 			if tc.inject != nil {
 				tc.inject(te)

@@ -20,7 +20,7 @@ import (
 // exit statuses are the worker's, and the image is built by the Makefile.
 
 const (
-	repoRoot = "../../../"
+	repoRoot = "../../"
 	// storageTail is the last storage calls after a cut drain (the
 	// engine's StorageTimeout default): a stop takes at most the drain
 	// budget plus this.
@@ -202,7 +202,7 @@ func TestDeployImage(t *testing.T) {
 	mk := readText(t, "Makefile")
 
 	static := regexp.MustCompile(`(?m)^STATIC\s*=\s*(.*)$`).FindStringSubmatch(mk)
-	recipe := regexp.MustCompile(`(?m)^image-bin:.*\n\t\$\(STATIC\) -o (\S+) \./worker/cmd/mapsworker$`).FindStringSubmatch(mk)
+	recipe := regexp.MustCompile(`(?m)^image-bin:.*\n\t\$\(STATIC\) -o (\S+) \./cmd/mapsworker$`).FindStringSubmatch(mk)
 	if static == nil || recipe == nil {
 		t.Fatalf("the Makefile has no STATIC build or image-bin target")
 	}

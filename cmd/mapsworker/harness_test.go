@@ -20,10 +20,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
+	"mapsworker/internal/azurite"
+	"mapsworker/internal/azurite/azuritetest"
+	"mapsworker/internal/azurite/procgroup"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
-	"mapsworker/worker/azurite/procgroup"
 )
 
 // testEnv is a local Azure: a real Azurite and the Maps emulator with its
@@ -41,7 +42,7 @@ type testEnv struct {
 // identity and resource.
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	return newTestEnvWith(t, azurite.New(t, nil))
+	return newTestEnvWith(t, azuritetest.New(t, nil))
 }
 
 // newTestEnvWith is newTestEnv with an Azurite the test started itself.

@@ -47,10 +47,10 @@ func TestStartAndClose(t *testing.T) {
 // with its data kept on disk.
 func TestStartOnGivenPorts(t *testing.T) {
 	dir := t.TempDir()
-	first := New(t, &Options{Location: dir})
+	first := startForTest(t, &Options{Location: dir})
 	first.Close()
 	waitClosed(t, time.Second, first.QueuePort)
-	again := New(t, &Options{Location: dir, BlobPort: first.BlobPort, QueuePort: first.QueuePort})
+	again := startForTest(t, &Options{Location: dir, BlobPort: first.BlobPort, QueuePort: first.QueuePort})
 	if again.BlobPort != first.BlobPort || again.QueuePort != first.QueuePort {
 		t.Fatalf("restarted on %d/%d, want %d/%d", again.BlobPort, again.QueuePort, first.BlobPort, first.QueuePort)
 	}
@@ -80,4 +80,15 @@ func TestListeningLine(t *testing.T) {
 			t.Errorf("%q: got %q, want %s %s", tc.line, m, tc.service, tc.port)
 		}
 	}
+}
+
+// startForTest is azuritetest.New, which this package's own tests cannot import.
+func startForTest(t *testing.T, opts *Options) *Server {
+	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatalf("azurite: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"mapsworker/worker/azurite/procgroup"
+	"mapsworker/internal/azurite/procgroup"
 )
 
 // TestMakeRun runs `make run`'s program as a user would: it prints a result
@@ -33,7 +33,7 @@ func TestMakeRun(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", localrun, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build localrun: %v\n%s", err, out)
 	}
-	root, _ := filepath.Abs("../../..")
+	root, _ := filepath.Abs("../..")
 	state := filepath.Join(dir, "state")
 	cmd := exec.Command(localrun, "-bin", bin, "-samples", filepath.Join(root, "docs", "samples.jsonl"), "-state", state)
 	cmd.Dir = root

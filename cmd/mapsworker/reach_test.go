@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"mapsworker/worker/azurite"
+	"mapsworker/internal/azurite"
 )
 
 // closedPort is a loopback port nothing listens on.

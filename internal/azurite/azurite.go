@@ -1,7 +1,7 @@
 // Package azurite starts a real Azurite storage emulator (the npm package
 // pinned in the repository's azurite/ folder) on free loopback ports, for
 // tests, benchmarks and the local run. It is a development tool; the worker
-// itself never uses it.
+// itself never uses it. Tests start one with package azuritetest.
 package azurite
 
 import (
@@ -13,10 +13,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"testing"
 	"time"
 
-	"mapsworker/worker/azurite/procgroup"
+	"mapsworker/internal/azurite/procgroup"
 )
 
 // AccountName and AccountKey are Azurite's well-known development account.
@@ -147,17 +146,6 @@ func start(node, script, compileCache string, opts *Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// New starts Azurite for a test and stops it when the test ends.
-func New(t testing.TB, opts *Options) *Server {
-	t.Helper()
-	s, err := Start(opts)
-	if err != nil {
-		t.Fatalf("azurite: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 // waitReady waits until Azurite has said that its blob and queue services

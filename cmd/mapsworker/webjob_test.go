@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"mapsworker/worker/azurite/procgroup"
+	"mapsworker/internal/azurite/procgroup"
 )
 
 // TestWebJobFiles checks the files the Kudu WebJobs runner reads: run.cmd
@@ -22,7 +22,7 @@ import (
 // passes its exit code on) and settings.job (real JSON types, or the runner
 // silently falls back to its defaults).
 func TestWebJobFiles(t *testing.T) {
-	cmd, err := os.ReadFile("../../../run.cmd")
+	cmd, err := os.ReadFile("../../run.cmd")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestWebJobFiles(t *testing.T) {
 		}
 	}
 
-	raw, err := os.ReadFile("../../../settings.job")
+	raw, err := os.ReadFile("../../settings.job")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestWebJobFiles(t *testing.T) {
 // endings and a bash shebang (the runner starts it with bash), and the binary
 // started by exec from beside it.
 func TestLinuxRunScript(t *testing.T) {
-	sh, err := os.ReadFile("../../../run.sh")
+	sh, err := os.ReadFile("../../run.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestLinuxRunScriptRuns(t *testing.T) {
 		t.Skip("the Linux WebJob")
 	}
 	dir := t.TempDir()
-	script, err := os.ReadFile("../../../run.sh")
+	script, err := os.ReadFile("../../run.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestPackage(t *testing.T) {
 				t.Fatalf("%s build: %v\n%s", tc.goos, err, out)
 			}
 			zipPath := filepath.Join(dir, "webjob.zip")
-			mk := exec.Command("go", "run", "../webjobzip", zipPath, "../../../"+tc.entry, "../../../settings.job", exe)
+			mk := exec.Command("go", "run", "../webjobzip", zipPath, "../../"+tc.entry, "../../settings.job", exe)
 			if out, err := mk.CombinedOutput(); err != nil {
 				t.Fatalf("webjobzip: %v\n%s", err, out)
 			}

@@ -15,9 +15,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
+	"mapsworker/internal/azurite"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
-	"mapsworker/worker/azurite"
 )
 
 // sendGeocodes enqueues n valid geocode requests and returns their ids.
