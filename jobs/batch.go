@@ -16,13 +16,6 @@ import (
 	"mapsworker/worker"
 )
 
-// BatchMaps is the batch part of the Azure Maps client, used when
-// HandlerOptions.Batch is set. *maps.Client satisfies it.
-type BatchMaps interface {
-	GeocodeBatch(ctx context.Context, qs []maps.GeocodeQuery) (*maps.BatchResponse, error)
-	RouteDirectionsBatch(ctx context.Context, rs []maps.RouteRequest) (*maps.BatchResponse, error)
-}
-
 // Defaults of the batcher.
 const (
 	DefaultBatchMax = 100 // the most items Azure Maps takes in one batch

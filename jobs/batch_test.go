@@ -125,7 +125,9 @@ func TestGeocodeBatching(t *testing.T) {
 		errs = runGeocodes(t, h, n, func(i int) bool { return i%10 == 7 })
 		close(done)
 	}()
-	waitFor(t, func() bool { return g.held.Load() == maxCallsInFlight && pendingOf(h.geocodes) == n-maxCallsInFlight })
+	waitFor(t, func() bool {
+		return g.held.Load() == maxCallsInFlight && pendingOf(h.kinds[KindGeocode].(*geocodeKind).batch) == n-maxCallsInFlight
+	})
 	close(g.open)
 	<-done
 	rejected := 0
@@ -207,7 +209,9 @@ func TestGeocodeBatchRefusedFallsBack(t *testing.T) {
 	const n = maxCallsInFlight + 4
 	done := make(chan []error)
 	go func() { done <- runGeocodes(t, h, n, func(int) bool { return false }) }()
-	waitFor(t, func() bool { return g.held.Load() == maxCallsInFlight && pendingOf(h.geocodes) == n-maxCallsInFlight })
+	waitFor(t, func() bool {
+		return g.held.Load() == maxCallsInFlight && pendingOf(h.kinds[KindGeocode].(*geocodeKind).batch) == n-maxCallsInFlight
+	})
 	close(g.open)
 	for round := range 2 {
 		errs := <-done

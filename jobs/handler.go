@@ -36,14 +36,6 @@ import (
 	"mapsworker/worker"
 )
 
-// Kinds of request, as they appear in the "kind" field of a request and in
-// the names of results (<kind>/<id>.json).
-const (
-	KindGeocode        = "geocode"
-	KindReverseGeocode = "reverse-geocode"
-	KindRoute          = "route"
-)
-
 // DefaultMaxBodyBytes is the largest message body Decode accepts unless
 // HandlerOptions say otherwise. It is the largest message a Storage queue
 // holds, so a body beyond it was not produced by a well-behaved producer.
@@ -82,24 +74,23 @@ type HandlerOptions struct {
 // Handler decodes request messages into tasks that call Azure Maps.
 // It implements [worker.Handler] and is safe for concurrent use.
 type Handler struct {
-	maps     Maps
-	maxBody  int
-	geocodes *batcher[maps.GeocodeQuery] // nil unless batching
-	routes   *batcher[maps.RouteRequest]
+	maxBody int
+	kinds   map[string]kind
 }
 
 var _ worker.Handler = (*Handler)(nil)
 
 // NewHandler returns a Handler whose tasks call m. opts may be nil.
 func NewHandler(m Maps, opts *HandlerOptions) *Handler {
-	h := &Handler{maps: m, maxBody: DefaultMaxBodyBytes}
-	if opts != nil && opts.MaxBodyBytes > 0 {
-		h.maxBody = opts.MaxBodyBytes
+	h := &Handler{maxBody: DefaultMaxBodyBytes}
+	e := &env{maps: m}
+	if opts != nil {
+		if opts.MaxBodyBytes > 0 {
+			h.maxBody = opts.MaxBodyBytes
+		}
+		e.batch, e.batchMax = opts.Batch, opts.BatchMax
 	}
-	if bm, ok := m.(BatchMaps); ok && opts != nil && opts.Batch {
-		h.geocodes = newBatcher(m.Geocode, bm.GeocodeBatch, opts.BatchMax)
-		h.routes = newBatcher(m.RouteDirections, bm.RouteDirectionsBatch, opts.BatchMax)
-	}
+	h.kinds = buildKinds(e)
 	return h
 }
 
@@ -125,7 +116,7 @@ func (h *Handler) Decode(body []byte, messageID string) (worker.Task, error) {
 	}
 
 	id, idErr := decodeID(fields, messageID)
-	kind, kindErr := decodeKind(fields)
+	k, kindErr := h.decodeKind(fields)
 	switch {
 	case kindErr != nil && idErr != nil:
 		return nil, idErr
@@ -138,30 +129,35 @@ func (h *Handler) Decode(body []byte, messageID string) (worker.Task, error) {
 	}
 
 	t := &task{
-		id:       id,
-		kind:     kind,
-		request:  json.RawMessage(bytes.Clone(body)),
-		maps:     h.maps,
-		geocodes: h.geocodes,
-		routes:   h.routes,
-		invalid:  idErr,
+		id:      id,
+		kind:    k,
+		request: json.RawMessage(bytes.Clone(body)),
+		invalid: idErr,
 	}
 	if t.invalid != nil {
 		return t, t.invalid
 	}
-	switch kind {
-	case KindGeocode:
-		t.geocode, err = decodeGeocode(fields)
-	case KindReverseGeocode:
-		t.reverse, err = decodeReverseGeocode(fields)
-	case KindRoute:
-		t.route, err = decodeRoute(fields)
-	}
-	if err != nil {
+	if t.call, err = k.decode(fields); err != nil {
 		t.invalid = err
 		return t, err
 	}
 	return t, nil
+}
+
+// decodeKind returns the kind the request names.
+func (h *Handler) decodeKind(f fields) (kind, error) {
+	raw, ok := f.get("kind")
+	if !ok {
+		return nil, worker.Invalidf(codeMissingField, "kind is required: %s", kindList())
+	}
+	name, err := decodeString("kind", raw)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := h.kinds[name]; ok {
+		return k, nil
+	}
+	return nil, worker.Invalidf(codeUnknownKind, "kind %s is not %s", quote(name), kindList())
 }
 
 // ValidID reports whether id can name a result: 1 to 128 characters of

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -158,175 +157,6 @@ func decodeID(f fields, messageID string) (string, error) {
 		return "", worker.Invalidf(codeInvalidID, "id %s is not 1-128 of [A-Za-z0-9._-] not starting with '.'", quote(id))
 	}
 	return id, nil
-}
-
-func decodeKind(f fields) (string, error) {
-	raw, ok := f.get("kind")
-	if !ok {
-		return "", worker.Invalidf(codeMissingField, "kind is required: geocode, reverse-geocode or route")
-	}
-	kind, err := decodeString("kind", raw)
-	if err != nil {
-		return "", err
-	}
-	switch kind {
-	case KindGeocode, KindReverseGeocode, KindRoute:
-		return kind, nil
-	}
-	return "", worker.Invalidf(codeUnknownKind, "kind %s is not geocode, reverse-geocode or route", quote(kind))
-}
-
-// structuredFields are the structured address fields of a geocode request.
-//
-// countryRegion is one of them, as DESIGN.md says, although the issue that
-// asked for free-text geocoding mentions "query with optional countryRegion":
-// Azure Maps allows only bbox, coordinates, view and top next to a query and
-// answers any other field with "Conflicting Parameters" (see the batch
-// example in testdata), so a query with countryRegion could never succeed.
-// The worker says so before calling Maps, with a message that explains it.
-var structuredFields = []string{"addressLine", "locality", "adminDistrict", "postalCode", "countryRegion"}
-
-func decodeGeocode(f fields) (*maps.GeocodeQuery, error) {
-	var q maps.GeocodeQuery
-	var err error
-	// Blank text counts as absent, as producers that serialize every
-	// property write "" for the ones not set.
-	if q.Query, err = optionalText(f, "query"); err != nil {
-		return nil, err
-	}
-	structured := []*string{&q.AddressLine, &q.Locality, &q.AdminDistrict, &q.PostalCode, &q.CountryRegion}
-	var given []string
-	for i, name := range structuredFields {
-		if *structured[i], err = optionalText(f, name); err != nil {
-			return nil, err
-		}
-		if *structured[i] != "" {
-			given = append(given, name)
-		}
-	}
-	switch {
-	case q.Query != "" && len(given) > 0:
-		return nil, worker.Invalidf(codeConflicting, "query cannot be combined with %s: Azure Maps takes either free text or structured address fields (put the country in the query text, or use addressLine with countryRegion)", strings.Join(given, ", "))
-	case q.Query == "" && len(given) == 0:
-		return nil, worker.Invalidf(codeMissingField, "geocode needs a query or at least one of %s", strings.Join(structuredFields, ", "))
-	}
-
-	if raw, ok := f.get("top"); ok {
-		if q.Top, err = decodeInt("top", raw, 1, maxTop); err != nil {
-			return nil, err
-		}
-	}
-	if raw, ok := f.get("bbox"); ok {
-		if q.BBox, err = decodeBBox("bbox", raw); err != nil {
-			return nil, err
-		}
-	}
-	if raw, ok := f.get("coordinates"); ok {
-		p, err := decodePosition("coordinates", raw)
-		if err != nil {
-			return nil, err
-		}
-		q.Coordinates = &p
-	}
-	if q.View, err = optionalText(f, "view"); err != nil {
-		return nil, err
-	}
-	return &q, nil
-}
-
-func decodeReverseGeocode(f fields) (*maps.ReverseGeocodeQuery, error) {
-	raw, ok := f.get("position")
-	if !ok {
-		return nil, worker.Invalidf(codeMissingField, "position is required: {\"lat\": …, \"lon\": …}")
-	}
-	p, err := decodePosition("position", raw)
-	if err != nil {
-		return nil, err
-	}
-	q := &maps.ReverseGeocodeQuery{Position: p}
-	if q.View, err = optionalText(f, "view"); err != nil {
-		return nil, err
-	}
-	return q, nil
-}
-
-// Route options as Route Directions 2025-01-01 names them.
-var (
-	travelModes = []string{"driving", "truck", "walking"}
-
-	// optimizeRoutes maps each value to the travel modes the service
-	// supports it for; nil means all.
-	optimizeRoutes = map[string][]string{
-		"shortest":                          nil,
-		"fastestWithoutTraffic":             nil,
-		"fastestAvoidClosureWithoutTraffic": {"driving"},
-		"fastestWithTraffic":                {"driving", "truck"},
-	}
-)
-
-func decodeRoute(f fields) (*maps.RouteRequest, error) {
-	// The RoutePath feature carries the distance and durations of the
-	// summary, and its path is what most users of a route want drawn.
-	r := &maps.RouteRequest{TravelMode: "driving", RouteOutputOptions: []string{"routePath"}}
-	var err error
-	if raw, ok := f.get("travelMode"); ok {
-		if r.TravelMode, err = decodeString("travelMode", raw); err != nil {
-			return nil, err
-		}
-		if !slices.Contains(travelModes, r.TravelMode) {
-			return nil, worker.Invalidf(codeInvalidValue, "travelMode %s is not one of %s", quote(r.TravelMode), strings.Join(travelModes, ", "))
-		}
-	}
-
-	raw, ok := f.get("waypoints")
-	if !ok {
-		return nil, worker.Invalidf(codeMissingField, "waypoints are required: 2 or more {\"lat\": …, \"lon\": …}")
-	}
-	var points []json.RawMessage
-	if raw[0] != '[' {
-		return nil, wrongType("waypoints", "an array", raw)
-	}
-	if err := json.Unmarshal(raw, &points); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "waypoints: %v", err)
-	}
-	limit := maxWaypoints
-	if r.TravelMode == "truck" {
-		limit = maxTruckWaypoints
-	}
-	switch {
-	case len(points) < minWaypoints:
-		return nil, worker.Invalidf(codeTooFewPoints, "a route needs at least %d waypoints, got %d", minWaypoints, len(points))
-	case len(points) > limit:
-		return nil, worker.Invalidf(codeTooManyPoints, "a %s route takes at most %d waypoints, got %d", r.TravelMode, limit, len(points))
-	}
-	r.Waypoints = make([]maps.Position, len(points))
-	for i, raw := range points {
-		if r.Waypoints[i], err = decodePosition(fmt.Sprintf("waypoints[%d]", i), raw); err != nil {
-			return nil, err
-		}
-	}
-
-	if raw, ok := f.get("optimizeRoute"); ok {
-		if r.OptimizeRoute, err = decodeString("optimizeRoute", raw); err != nil {
-			return nil, err
-		}
-		modes, known := optimizeRoutes[r.OptimizeRoute]
-		switch {
-		case !known:
-			return nil, worker.Invalidf(codeInvalidValue, "optimizeRoute %s is not one of shortest, fastestWithoutTraffic, fastestAvoidClosureWithoutTraffic, fastestWithTraffic", quote(r.OptimizeRoute))
-		case modes != nil && !slices.Contains(modes, r.TravelMode):
-			return nil, worker.Invalidf(codeConflicting, "optimizeRoute %s is only for %s routes, not %s", r.OptimizeRoute, strings.Join(modes, " and "), r.TravelMode)
-		}
-	}
-	if raw, ok := f.get("departAt"); ok {
-		if r.DepartAt, err = decodeString("departAt", raw); err != nil {
-			return nil, err
-		}
-		if !validDateTime(r.DepartAt) {
-			return nil, worker.Invalidf(codeInvalidValue, "departAt %s is not an RFC 3339 date-time such as 2026-12-01T08:00:00Z", quote(r.DepartAt))
-		}
-	}
-	return r, nil
 }
 
 // validDateTime reports whether s is an RFC 3339 date-time. Like Azure Maps,
@@ -509,4 +339,15 @@ func quoteRaw(raw json.RawMessage) string {
 		return string(raw)
 	}
 	return string(raw[:maxQuotedValueSize]) + "…"
+}
+
+// parseLatLon parses a command-line position, "lat,lon".
+func parseLatLon(s string) (map[string]float64, error) {
+	a, b, ok := strings.Cut(s, ",")
+	lat, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
+	lon, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q is not lat,lon", s)
+	}
+	return map[string]float64{"lat": lat, "lon": lon}, nil
 }

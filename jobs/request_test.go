@@ -254,14 +254,25 @@ func TestDecodeValid(t *testing.T) {
 			if got := task.Request(); !bytes.Equal(got, want) || !json.Valid(got) {
 				t.Errorf("Request() = %.80q, want the body as received", got)
 			}
-			if !reflect.DeepEqual(task.geocode, tt.geocode) {
-				t.Errorf("geocode query = %+v, want %+v", task.geocode, tt.geocode)
+			var geocode *maps.GeocodeQuery
+			var reverse *maps.ReverseGeocodeQuery
+			var route *maps.RouteRequest
+			switch c := task.call.(type) {
+			case *geocodeCall:
+				geocode = &c.q
+			case *reverseCall:
+				reverse = &c.q
+			case *routeCall:
+				route = &c.r
 			}
-			if !reflect.DeepEqual(task.reverse, tt.reverse) {
-				t.Errorf("reverse-geocode query = %+v, want %+v", task.reverse, tt.reverse)
+			if !reflect.DeepEqual(geocode, tt.geocode) {
+				t.Errorf("geocode query = %+v, want %+v", geocode, tt.geocode)
 			}
-			if !reflect.DeepEqual(task.route, tt.route) {
-				t.Errorf("route request = %+v, want %+v", task.route, tt.route)
+			if !reflect.DeepEqual(reverse, tt.reverse) {
+				t.Errorf("reverse-geocode query = %+v, want %+v", reverse, tt.reverse)
+			}
+			if !reflect.DeepEqual(route, tt.route) {
+				t.Errorf("route request = %+v, want %+v", route, tt.route)
 			}
 		})
 	}

@@ -6,12 +6,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,60 +152,10 @@ func readLines(r io.Reader) ([]line, error) {
 	return out, sc.Err()
 }
 
-// requestFromArgs builds one request from the command line.
+// requestFromArgs builds one request from the command line: its kind, then
+// the words that kind takes.
 func requestFromArgs(args []string, id, mode string, top int) ([]byte, error) {
-	req := map[string]any{"kind": args[0]}
-	if id != "" {
-		req["id"] = id
-	}
-	switch args[0] {
-	case "geocode":
-		if len(args) != 2 {
-			return nil, errors.New(`geocode takes one address: enqueue geocode "1 Main St, Springfield"`)
-		}
-		req["query"] = args[1]
-		if top != 0 {
-			req["top"] = top
-		}
-	case "reverse-geocode":
-		if len(args) != 2 {
-			return nil, errors.New("reverse-geocode takes one position: enqueue reverse-geocode 47.63,-122.14")
-		}
-		p, err := parseLatLon(args[1])
-		if err != nil {
-			return nil, err
-		}
-		req["position"] = p
-	case "route":
-		if len(args) < 3 {
-			return nil, errors.New("route takes two or more positions: enqueue route 47.63,-122.14 47.61,-122.20")
-		}
-		var wps []map[string]float64
-		for _, a := range args[1:] {
-			p, err := parseLatLon(a)
-			if err != nil {
-				return nil, err
-			}
-			wps = append(wps, p)
-		}
-		req["waypoints"] = wps
-		if mode != "" {
-			req["travelMode"] = mode
-		}
-	default:
-		return nil, fmt.Errorf("unknown kind %q: geocode, reverse-geocode or route", args[0])
-	}
-	return json.Marshal(req)
-}
-
-func parseLatLon(s string) (map[string]float64, error) {
-	a, b, ok := strings.Cut(s, ",")
-	lat, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
-	lon, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
-	if !ok || err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("%q is not lat,lon", s)
-	}
-	return map[string]float64{"lat": lat, "lon": lon}, nil
+	return jobs.RequestFromArgs(args[0], args[1:], id, jobs.ArgOptions{Top: top, TravelMode: mode})
 }
 
 // requestID is the id a request's result is named by.

@@ -20,7 +20,7 @@ func newTelemetry(a *app) (*telemetry.Telemetry, error) {
 		Version:    version,
 		InstanceID: worker.DefaultInstance(),
 		Queue:      a.s.Queue,
-		Kinds:      []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute},
+		Kinds:      jobs.KindNames(),
 		Logger:     a.log,
 	})
 	var envErr *telemetry.EnvError
