@@ -844,7 +844,7 @@ func (e *Engine) run(ctx context.Context, task Task) (*Output, error) {
 	b = retry.WithMaxRetries(uint64(e.opts.RetryAttempts-1), b)
 	b = retry.WithMaxDuration(e.opts.Lease/4, b)
 	return retry.DoValue(ctx, b, func(ctx context.Context) (*Output, error) {
-		tctx, cancel := context.WithTimeout(ctx, e.opts.TryTimeout)
+		tctx, cancel := context.WithTimeout(ctx, tryTimeout(task, e.opts.TryTimeout))
 		out, err := e.runSafely(tctx, task)
 		cancel()
 		if err != nil && ClassOf(err) == ClassTransient && CodeOf(err) != "Panic" && ctx.Err() == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Handler turns the body of a queue message (already base64-decoded where it
@@ -51,3 +52,22 @@ type Prober interface {
 }
 
 var errNoProbe = errors.New("the task has no probe")
+
+// LongRunner is implemented by a Task whose work outlasts Options.TryTimeout
+// by design: a job it submits and then polls (an asynchronous route matrix).
+// TryTimeout returns the bound of one try of that task. The lease is renewed
+// while it runs, as for every task, and a stop cancels it.
+type LongRunner interface {
+	TryTimeout() time.Duration
+}
+
+// tryTimeout is the bound of one try of task: its own when it is a
+// LongRunner that says so, else def.
+func tryTimeout(task Task, def time.Duration) time.Duration {
+	if lr, ok := task.(LongRunner); ok {
+		if d := lr.TryTimeout(); d > 0 {
+			return d
+		}
+	}
+	return def
+}
