@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mapsworker/jobs"
+	"mapsworker/jobs/maps"
 	"mapsworker/worker"
 	"mapsworker/worker/telemetry"
 )
@@ -21,6 +22,7 @@ func newTelemetry(a *app) (*telemetry.Telemetry, error) {
 		InstanceID: worker.DefaultInstance(),
 		Queue:      a.s.Queue,
 		Kinds:      jobs.KindNames(),
+		MapsAPI:    maps.APINameOf,
 		Logger:     a.log,
 	})
 	var envErr *telemetry.EnvError

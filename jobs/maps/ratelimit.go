@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,37 +11,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
 
-// Names of the Azure Maps APIs in ClientOptions.RateLimits.
-const (
-	APIGeocode        = "geocode"
-	APIReverseGeocode = "reverseGeocode"
-	APIRoute          = "route"
-	APIGeocodeBatch   = "geocodeBatch"
-	APIRouteBatch     = "routeBatch"
-)
-
-// DefaultRateLimits are the per-account QPS limits of Azure Maps Gen2:
-// geocode 500, reverse geocode 250, route 50, batch 10.
-func DefaultRateLimits() map[string]int {
-	return map[string]int{
-		APIGeocode: 500, APIReverseGeocode: 250, APIRoute: 50,
-		APIGeocodeBatch: 10, APIRouteBatch: 10,
-	}
-}
-
-// apiOfPath names the API of a request path, or "".
-func apiOfPath(p string) string {
-	switch {
-	case strings.HasSuffix(p, "/geocode:batch"):
-		return APIGeocodeBatch
-	case strings.HasSuffix(p, "/route/directions:batch"):
-		return APIRouteBatch
-	case strings.HasSuffix(p, "/geocode"):
-		return APIGeocode
-	case strings.HasSuffix(p, "/reverseGeocode"):
-		return APIReverseGeocode
-	case strings.HasSuffix(p, "/route/directions"):
-		return APIRoute
+// limitOf names the rate limit of a request path, or "".
+func limitOf(path string) string {
+	if a := APIOf(path); a != nil {
+		return a.Limit
 	}
 	return ""
 }
@@ -128,14 +100,14 @@ const pacedShare = 0.95
 
 // Do implements policy.Policy.
 func (p *rateLimitPolicy) Do(req *policy.Request) (*http.Response, error) {
-	l := p.limiters[apiOfPath(req.Raw().URL.Path)]
+	l := p.limiters[limitOf(req.Raw().URL.Path)]
 	if l == nil {
 		return req.Next()
 	}
 	ctx := req.Raw().Context()
 	if noWait, _ := ctx.Value(noRateWaitKey{}).(bool); noWait {
 		if d := l.tryReserve(); d > 0 {
-			return nil, &RateLimitedError{API: apiOfPath(req.Raw().URL.Path), Wait: d}
+			return nil, &RateLimitedError{API: limitOf(req.Raw().URL.Path), Wait: d}
 		}
 		return p.send(req, l)
 	}

@@ -44,16 +44,3 @@ func TestConfigFromEnv(t *testing.T) {
 		})
 	}
 }
-
-func TestMapsAPI(t *testing.T) {
-	t.Parallel()
-	for path, want := range map[string]string{
-		"/geocode": "geocode", "/geocode:batch": "geocodeBatch", "/reverseGeocode": "reverseGeocode",
-		"/route/directions": "route", "/route/directions:batch": "routeBatch", "/route/directions/": "route",
-		"/search/address/json": "other", "/geocode/order-42": "other", "": "other",
-	} {
-		if got := MapsAPI(path); got != want {
-			t.Errorf("MapsAPI(%q) = %q, want %q", path, got, want)
-		}
-	}
-}

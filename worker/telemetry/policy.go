@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -20,25 +19,6 @@ const (
 	AttrClientRequestID  = "az.client_request_id"  // the x-ms-client-request-id sent
 	AttrMapsAPI          = "maps.api"
 )
-
-// MapsAPI names the Azure Maps API of a request path, as the metrics label
-// it: geocode, geocodeBatch, reverseGeocode, route, routeBatch, or other.
-func MapsAPI(path string) string {
-	switch strings.TrimSuffix(path, "/") {
-	case "/geocode":
-		return "geocode"
-	case "/geocode:batch":
-		return "geocodeBatch"
-	case "/reverseGeocode":
-		return "reverseGeocode"
-	case "/route/directions":
-		return "route"
-	case "/route/directions:batch":
-		return "routeBatch"
-	default:
-		return "other"
-	}
-}
 
 // MapsPolicy returns an azcore per-retry policy for the Azure Maps client:
 // each HTTP request is counted by API and status (with its duration and
@@ -73,7 +53,7 @@ func (p *callPolicy) Do(req *policy.Request) (*http.Response, error) {
 	raw := req.Raw()
 	api := ""
 	if p.maps {
-		api = MapsAPI(raw.URL.Path)
+		api = p.t.opts.MapsAPI(raw.URL.Path)
 	}
 	var span trace.Span
 	// A child of the delivery's span even when it has ended: the engine

@@ -43,6 +43,10 @@ type Options struct {
 	// Kinds are the request kinds a metric may name; any other is counted
 	// as "other", so that a producer's typo cannot add a time series.
 	Kinds []string
+	// MapsAPI names the Maps API of a request path, for the metrics'
+	// label and span names; it must return one of a few names ("other"
+	// for any path it does not know). Default: every path is "other".
+	MapsAPI func(path string) string
 	// QueueInterval is how often queue depths are read while metrics are
 	// on. Default 1m, the SDK's default export interval: a reading more
 	// frequent than the exports would cost storage requests for nothing.
@@ -59,6 +63,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv
+	}
+	if c.MapsAPI == nil {
+		c.MapsAPI = func(string) string { return "other" }
 	}
 	if c.InstanceID == "" {
 		c.InstanceID, _ = os.Hostname()
