@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"mapsworker/jobs"
-	"mapsworker/jobs/maps"
+	"mapsworker/jobs/maps/catalog"
 	"mapsworker/worker"
 	"mapsworker/worker/telemetry"
 )
@@ -22,7 +22,7 @@ func newTelemetry(a *app) (*telemetry.Telemetry, error) {
 		InstanceID: worker.DefaultInstance(),
 		Queue:      a.s.Queue,
 		Kinds:      jobs.KindNames(),
-		MapsAPI:    maps.APINameOf,
+		MapsAPI:    catalog.NameOf,
 		Logger:     a.log,
 	})
 	var envErr *telemetry.EnvError

@@ -1,93 +1,25 @@
 package maps
 
-import (
-	"net/http"
-	"strings"
-)
+import "mapsworker/jobs/maps/catalog"
 
-// An API is one Azure Maps REST operation the client calls.
-type API struct {
-	// Name names the API in metrics, the emulator's statistics and logs.
-	Name string
-	// Method and Path (after the account's endpoint) address it.
-	Method, Path string
-	// Limit is the name of the rate limit it counts against, a key of
-	// DefaultRateLimits and of ClientOptions.RateLimits. Azure Maps limits
-	// a service category, not an operation: APIs of one category share one.
-	Limit string
-}
-
-// Names of the Azure Maps APIs, and of the rate limits in
-// ClientOptions.RateLimits (the first of a category's APIs names its limit).
+// Names of the rate limits in ClientOptions.RateLimits, which are also the
+// names of the APIs that set them (see package catalog for the list of APIs).
 const (
-	APIGeocode        = "geocode"
-	APIReverseGeocode = "reverseGeocode"
-	APIRoute          = "route"
-	APIGeocodeBatch   = "geocodeBatch"
-	APIRouteBatch     = "routeBatch"
+	APIGeocode        = catalog.Geocode
+	APIReverseGeocode = catalog.ReverseGeocode
+	APIRoute          = catalog.Route
+	APIGeocodeBatch   = catalog.GeocodeBatch
+	APIRouteBatch     = catalog.RouteBatch
 )
-
-// APIs lists every Azure Maps API the client calls, and the rate limit each
-// counts against: the one place they are named. A request path belongs to
-// the API whose Path it ends with, segment by segment; a segment written
-// "{name}" in Path matches any one segment ("/route/operations/{id}").
-var APIs = []API{
-	{APIGeocode, http.MethodGet, "/geocode", APIGeocode},
-	{APIReverseGeocode, http.MethodGet, "/reverseGeocode", APIReverseGeocode},
-	{APIRoute, http.MethodPost, "/route/directions", APIRoute},
-	{APIGeocodeBatch, http.MethodPost, "/geocode:batch", APIGeocodeBatch},
-	{APIRouteBatch, http.MethodPost, "/route/directions:batch", APIRouteBatch},
-}
-
-// defaultLimits are the per-account QPS limits of Azure Maps Gen2 by
-// service category (learn.microsoft.com/azure/azure-maps/azure-maps-qps-rate-limits):
-// Search non-batch 500, Search reverse 250, Route non-batch 50, Search and
-// Route batch 10 each.
-var defaultLimits = map[string]int{
-	APIGeocode: 500, APIReverseGeocode: 250, APIRoute: 50,
-	APIGeocodeBatch: 10, APIRouteBatch: 10,
-}
 
 // DefaultRateLimits returns the per-account QPS limits of Azure Maps Gen2,
 // keyed by the limits' names.
-func DefaultRateLimits() map[string]int {
-	m := make(map[string]int, len(defaultLimits))
-	for k, v := range defaultLimits {
-		m[k] = v
-	}
-	return m
-}
+func DefaultRateLimits() map[string]int { return catalog.DefaultRateLimits() }
 
-// APIOf returns the API a request path belongs to, or nil.
-func APIOf(path string) *API {
-	segs := strings.Split(strings.TrimSuffix(path, "/"), "/")
-	for i := range APIs {
-		if endsWith(segs, strings.Split(strings.TrimPrefix(APIs[i].Path, "/"), "/")) {
-			return &APIs[i]
-		}
+// limitOf names the rate limit of a request path, or "".
+func limitOf(path string) string {
+	if a := catalog.Of(path); a != nil {
+		return a.Limit
 	}
-	return nil
-}
-
-// endsWith reports whether the path segments segs end with pattern's.
-func endsWith(segs, pattern []string) bool {
-	if len(pattern) > len(segs) {
-		return false
-	}
-	tail := segs[len(segs)-len(pattern):]
-	for i, p := range pattern {
-		if tail[i] != p && !(strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") && tail[i] != "") {
-			return false
-		}
-	}
-	return true
-}
-
-// APINameOf names the API of a request path, as metrics label it, or
-// "other".
-func APINameOf(path string) string {
-	if a := APIOf(path); a != nil {
-		return a.Name
-	}
-	return "other"
+	return ""
 }

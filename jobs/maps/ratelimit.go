@@ -11,14 +11,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
 
-// limitOf names the rate limit of a request path, or "".
-func limitOf(path string) string {
-	if a := APIOf(path); a != nil {
-		return a.Limit
-	}
-	return ""
-}
-
 type noRateWaitKey struct{}
 
 // WithoutRateWait returns a copy of ctx under which a call is sent only if

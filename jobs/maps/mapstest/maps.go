@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"io"
+	"mapsworker/jobs/maps/catalog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -72,11 +73,7 @@ func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, st, http.StatusNotFound, ctJSON, body404)
 		return
 	}
-	want := http.MethodPost
-	if api == apiGeocode || api == apiReverseGeocode {
-		want = http.MethodGet
-	}
-	if r.Method != want {
+	if want := catalog.APIs[api].Method; r.Method != want {
 		w.Header()["Allow"] = []string{want}
 		s.reply(w, st, http.StatusMethodNotAllowed, ctJSON, body405)
 		return
@@ -112,12 +109,8 @@ func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	switch api {
-	case apiGeocode:
-		s.geocode(w, st, q)
-	case apiReverseGeocode:
-		s.reverseGeocode(w, st, q)
-	default:
+	var body []byte
+	if r.Method == http.MethodPost {
 		buf := bodyPool.Get().(*bytes.Buffer)
 		buf.Reset()
 		defer bodyPool.Put(buf)
@@ -130,15 +123,33 @@ func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
 			s.reply(w, st, http.StatusRequestEntityTooLarge, ctJSON, bodyTooLarge)
 			return
 		}
-		switch api {
-		case apiRoute:
-			s.route(w, st, buf.Bytes())
-		case apiGeocodeBatch:
-			s.geocodeBatch(w, st, buf.Bytes())
-		case apiRouteBatch:
-			s.routeBatch(w, st, buf.Bytes())
-		}
+		body = buf.Bytes()
 	}
+	answer := answers[catalog.APIs[api].Name]
+	if answer == nil {
+		s.reply(w, st, http.StatusNotFound, ctJSON, body404)
+		return
+	}
+	answer(s, w, &request{st: st, q: q, body: body, header: r.Header})
+}
+
+// request is what an answer reads of a request: its query, its body (POST)
+// and its headers, and the counters it answers into.
+type request struct {
+	st     *counters
+	q      url.Values
+	body   []byte
+	header http.Header
+}
+
+// answers holds what answers each API of catalog.APIs, by its name: the one
+// place a new API joins the emulator.
+var answers = map[string]func(s *Server, w http.ResponseWriter, c *request){
+	catalog.Geocode:        func(s *Server, w http.ResponseWriter, c *request) { s.geocode(w, c.st, c.q) },
+	catalog.ReverseGeocode: func(s *Server, w http.ResponseWriter, c *request) { s.reverseGeocode(w, c.st, c.q) },
+	catalog.Route:          func(s *Server, w http.ResponseWriter, c *request) { s.route(w, c.st, c.body) },
+	catalog.GeocodeBatch:   func(s *Server, w http.ResponseWriter, c *request) { s.geocodeBatch(w, c.st, c.body) },
+	catalog.RouteBatch:     func(s *Server, w http.ResponseWriter, c *request) { s.routeBatch(w, c.st, c.body) },
 }
 
 // authorized reports whether r carries the current shared key, or a valid

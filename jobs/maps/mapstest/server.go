@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"mapsworker/jobs/maps/catalog"
 	"math/big"
 	"net"
 	"net/http"
@@ -103,7 +104,7 @@ type Server struct {
 	sharedKey atomic.Pointer[string]
 	latency   atomic.Int64
 	fault     atomic.Pointer[faultState]
-	limits    [numAPIs]atomic.Pointer[limiter]
+	limits    [maxAPIs]atomic.Pointer[limiter]
 	hook      atomic.Pointer[func(*http.Request)]
 	stats     atomic.Pointer[counters]
 	inflight  atomic.Int64
@@ -299,14 +300,20 @@ func (s *Server) SetTokenOutage(down bool) { s.tokenOutage.Store(down) }
 // SetRateLimit limits requests to path (an API name or URL path) to qps per
 // wall-clock second, answering 429 with Retry-After: 1 above it, like the
 // per-account limits of Azure Maps Gen2 (geocode 500, reverse 250, route 50,
-// batch 10). qps <= 0 removes the limit. It panics on an unknown path.
+// batch 10). As in the service, the limit is its category's: every API that
+// counts against the same limit (catalog.API.Limit) shares it. qps <= 0 removes
+// the limit. It panics on an unknown path.
 func (s *Server) SetRateLimit(path string, qps int) {
-	i := apiIndex(path)
-	if qps <= 0 {
-		s.limits[i].Store(nil)
-		return
+	var l *limiter
+	if qps > 0 {
+		l = &limiter{qps: qps}
 	}
-	s.limits[i].Store(&limiter{qps: qps})
+	limit := catalog.APIs[apiIndex(path)].Limit
+	for i, a := range catalog.APIs {
+		if a.Limit == limit {
+			s.limits[i].Store(l)
+		}
+	}
 }
 
 // SetHandlerHook sets a function called at the start of every Maps request,

@@ -2,6 +2,7 @@ package mapstest
 
 import (
 	"fmt"
+	"mapsworker/jobs/maps/catalog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,45 +11,48 @@ import (
 	"time"
 )
 
-// Names of the Azure Maps APIs the emulator serves, as used by Stats,
-// SetRateLimit and Fault.Paths. Those functions also accept the URL paths
-// ("/geocode", "/reverseGeocode", "/route/directions", "/geocode:batch",
-// "/route/directions:batch").
+// Names of the Azure Maps APIs the emulator serves (those of catalog.APIs), as
+// used by Stats, SetRateLimit and Fault.Paths. Those functions also accept
+// the URL paths ("/geocode", "/route/directions:batch", …).
 const (
-	APIGeocode        = "geocode"
-	APIReverseGeocode = "reverseGeocode"
-	APIRoute          = "route"
-	APIGeocodeBatch   = "geocodeBatch"
-	APIRouteBatch     = "routeBatch"
+	APIGeocode        = catalog.Geocode
+	APIReverseGeocode = catalog.ReverseGeocode
+	APIRoute          = catalog.Route
+	APIGeocodeBatch   = catalog.GeocodeBatch
+	APIRouteBatch     = catalog.RouteBatch
 )
 
-const numAPIs = 5
+// maxAPIs bounds len(catalog.APIs), for the counters' fixed arrays.
+const maxAPIs = 32
 
-const (
-	apiGeocode = iota
-	apiReverseGeocode
-	apiRoute
-	apiGeocodeBatch
-	apiRouteBatch
-)
+var numAPIs = len(catalog.APIs)
 
-var apiNames = [numAPIs]string{APIGeocode, APIReverseGeocode, APIRoute, APIGeocodeBatch, APIRouteBatch}
+func init() {
+	if numAPIs > maxAPIs {
+		panic("mapstest: more APIs in catalog.APIs than maxAPIs")
+	}
+}
 
-var apiPaths = [numAPIs]string{"/geocode", "/reverseGeocode", "/route/directions", "/geocode:batch", "/route/directions:batch"}
-
-// apiOfPath returns the API served at a request path, or -1.
+// apiOfPath returns the index in catalog.APIs of the API served at a request
+// path, or -1. The path must be the API's exactly; a "{name}" segment of its
+// pattern matches any one segment.
 func apiOfPath(p string) int {
-	switch p {
-	case "/geocode":
-		return apiGeocode
-	case "/reverseGeocode":
-		return apiReverseGeocode
-	case "/route/directions":
-		return apiRoute
-	case "/geocode:batch":
-		return apiGeocodeBatch
-	case "/route/directions:batch":
-		return apiRouteBatch
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, a := range catalog.APIs {
+		pat := strings.Split(strings.TrimPrefix(a.Path, "/"), "/")
+		if len(pat) != len(segs) {
+			continue
+		}
+		match := true
+		for j := range pat {
+			if pat[j] != segs[j] && !(strings.HasPrefix(pat[j], "{") && segs[j] != "") {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
 	}
 	return -1
 }
@@ -56,12 +60,14 @@ func apiOfPath(p string) int {
 // apiIndex resolves an API name or URL path given by a caller. It panics on
 // an unknown name: that is a mistake in a test or a flag, better seen at once.
 func apiIndex(name string) int {
-	for i := range apiNames {
-		if strings.EqualFold(name, apiNames[i]) || name == apiPaths[i] {
+	var names []string
+	for i, a := range catalog.APIs {
+		if strings.EqualFold(name, a.Name) || name == a.Path {
 			return i
 		}
+		names = append(names, a.Name)
 	}
-	panic(fmt.Sprintf("mapstest: unknown API %q (want one of %s or a URL path)", name, strings.Join(apiNames[:], ", ")))
+	panic(fmt.Sprintf("mapstest: unknown API %q (want one of %s or a URL path)", name, strings.Join(names, ", ")))
 }
 
 // Stats is a snapshot of the requests the Maps side received since the
@@ -81,7 +87,7 @@ type Stats struct {
 	// BatchItems counts the items of the batch requests answered 200.
 	BatchItems int64
 
-	perSecond [numAPIs + 1][]int
+	perSecond [maxAPIs + 1][]int
 }
 
 // PerSecond returns the number of requests to path (an API name or URL path;
@@ -89,7 +95,7 @@ type Stats struct {
 // being the second in which counting started. Seconds without requests are 0.
 // It panics on an unknown path.
 func (st Stats) PerSecond(path string) []int {
-	i := numAPIs
+	i := maxAPIs
 	if path != "" {
 		i = apiIndex(path)
 	}
@@ -103,7 +109,7 @@ type counters struct {
 	startSec int64
 
 	total      atomic.Int64
-	perAPI     [numAPIs]atomic.Int64
+	perAPI     [maxAPIs]atomic.Int64
 	s2xx       atomic.Int64
 	s4xx       atomic.Int64
 	s401       atomic.Int64
@@ -111,7 +117,7 @@ type counters struct {
 	s5xx       atomic.Int64
 	batchItems atomic.Int64
 
-	secs [numAPIs + 1]secondCounts
+	secs [maxAPIs + 1]secondCounts
 }
 
 // secondCounts counts arrivals per wall-clock second.
@@ -166,7 +172,7 @@ func newCounters(now time.Time) *counters {
 func (c *counters) arrive(api int, now time.Time) {
 	c.total.Add(1)
 	sec := int(now.Unix() - c.startSec)
-	c.secs[numAPIs].add(sec)
+	c.secs[maxAPIs].add(sec)
 	if api >= 0 {
 		c.perAPI[api].Add(1)
 		c.secs[api].add(sec)
@@ -203,7 +209,7 @@ func (c *counters) snapshot(now time.Time) Stats {
 		BatchItems:   c.batchItems.Load(),
 	}
 	for i := range numAPIs {
-		st.PerPath[apiNames[i]] = c.perAPI[i].Load()
+		st.PerPath[catalog.APIs[i].Name] = c.perAPI[i].Load()
 	}
 	upTo := int(now.Unix()-c.startSec) + 1
 	for i := range c.secs {
