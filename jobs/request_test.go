@@ -189,7 +189,7 @@ func TestDecodeValid(t *testing.T) {
 			wantID: "trip-9",
 			kind:   KindRoute,
 			route: &maps.RouteRequest{Waypoints: []maps.Position{{Lat: 47.6303, Lon: -122.1387}, {Lat: 47.6101, Lon: -122.2015}},
-				TravelMode: "driving", OptimizeRoute: "fastestWithoutTraffic", DepartAt: "2026-12-01T08:00:00Z", RouteOutputOptions: routePath},
+				TravelMode: "driving", OptimizeRoute: "fastestWithoutTraffic", RouteOptions: maps.RouteOptions{DepartAt: "2026-12-01T08:00:00Z"}, RouteOutputOptions: routePath},
 		},
 		{
 			name:   "route defaults to driving",
@@ -225,14 +225,14 @@ func TestDecodeValid(t *testing.T) {
 			wantID: "dep",
 			kind:   KindRoute,
 			route: &maps.RouteRequest{Waypoints: positions(2), TravelMode: "driving", RouteOutputOptions: routePath,
-				OptimizeRoute: "fastestAvoidClosureWithoutTraffic", DepartAt: "2023-06-01T09:30:00.000-07:00"},
+				OptimizeRoute: "fastestAvoidClosureWithoutTraffic", RouteOptions: maps.RouteOptions{DepartAt: "2023-06-01T09:30:00.000-07:00"}},
 		},
 		{
 			name:   "departAt without offset, which Azure Maps takes as UTC",
 			body:   `{"id": "utc", "kind": "route", "departAt": "2026-12-01T08:00:00", "waypoints": ` + waypoints(2) + `}`,
 			wantID: "utc",
 			kind:   KindRoute,
-			route:  &maps.RouteRequest{Waypoints: positions(2), TravelMode: "driving", RouteOutputOptions: routePath, DepartAt: "2026-12-01T08:00:00"},
+			route:  &maps.RouteRequest{Waypoints: positions(2), TravelMode: "driving", RouteOutputOptions: routePath, RouteOptions: maps.RouteOptions{DepartAt: "2026-12-01T08:00:00"}},
 		},
 	}
 	h := NewHandler(nil, nil)

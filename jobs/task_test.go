@@ -186,7 +186,7 @@ func TestRunSendsTheRequest(t *testing.T) {
 	if _, err := task.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	want := maps.RouteRequest{Waypoints: []maps.Position{{Lat: 1, Lon: 2}, {Lat: 3, Lon: 4}}, TravelMode: "truck", DepartAt: "2026-12-01T08:00:00Z", RouteOutputOptions: routePath}
+	want := maps.RouteRequest{Waypoints: []maps.Position{{Lat: 1, Lon: 2}, {Lat: 3, Lon: 4}}, TravelMode: "truck", RouteOptions: maps.RouteOptions{DepartAt: "2026-12-01T08:00:00Z"}, RouteOutputOptions: routePath}
 	if !reflect.DeepEqual(fake.route, want) {
 		t.Errorf("Maps got %+v, want %+v", fake.route, want)
 	}

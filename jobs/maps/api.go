@@ -46,8 +46,21 @@ func (c *Client) RouteDirections(ctx context.Context, r RouteRequest) (*Response
 	if err != nil {
 		return nil, err
 	}
+	setLanguage(req, r.Language)
 	return c.do(req)
 }
+
+// setLanguage asks for instructions in lang (Accept-Language); "" leaves
+// the service's default.
+func setLanguage(req *policy.Request, lang string) {
+	if lang != "" {
+		req.Raw().Header.Set("Accept-Language", lang)
+	}
+}
+
+// ErrMixedLanguages is RouteDirectionsBatch's refusal of items that ask for
+// different languages: a batch call has one Accept-Language header.
+var ErrMixedLanguages = errors.New("maps: the items of a route batch must share one language")
 
 // GeocodeBatch geocodes up to 100 queries in one call (POST /geocode:batch).
 // Azure Maps answers 400 to an empty batch or one over 100 items; an item
@@ -68,9 +81,13 @@ func (c *Client) GeocodeBatch(ctx context.Context, qs []GeocodeQuery) (*BatchRes
 
 // RouteDirectionsBatch computes up to 100 routes in one call
 // (POST /route/directions:batch), with item errors as for GeocodeBatch.
+// The items must share one Language (ErrMixedLanguages otherwise).
 func (c *Client) RouteDirectionsBatch(ctx context.Context, rs []RouteRequest) (*BatchResponse, error) {
 	items := make([]routeBody, len(rs))
 	for i := range rs {
+		if rs[i].Language != rs[0].Language {
+			return nil, ErrMixedLanguages
+		}
 		items[i] = rs[i].body(strconv.Itoa(i))
 	}
 	req, err := c.post(ctx, c.routeBatchURL, struct {
@@ -78,6 +95,9 @@ func (c *Client) RouteDirectionsBatch(ctx context.Context, rs []RouteRequest) (*
 	}{items})
 	if err != nil {
 		return nil, err
+	}
+	if len(rs) > 0 {
+		setLanguage(req, rs[0].Language)
 	}
 	return c.doBatch(req, len(rs))
 }
@@ -193,13 +213,16 @@ func (q *GeocodeQuery) batchItem(id string) geocodeBatchItem {
 // routeBody is the Route Directions request: a GeoJSON FeatureCollection of
 // the waypoints plus the options, as in the 2025-01-01 API.
 type routeBody struct {
-	Type               string         `json:"type"`
-	Features           []routeFeature `json:"features"`
-	TravelMode         string         `json:"travelMode,omitempty"`
-	OptimizeRoute      string         `json:"optimizeRoute,omitempty"`
-	DepartAt           string         `json:"departAt,omitempty"`
-	RouteOutputOptions []string       `json:"routeOutputOptions,omitempty"`
-	OptionalID         string         `json:"optionalId,omitempty"`
+	Type          string         `json:"type"`
+	Features      []routeFeature `json:"features"`
+	TravelMode    string         `json:"travelMode,omitempty"`
+	OptimizeRoute string         `json:"optimizeRoute,omitempty"`
+	RouteOptions
+	RouteOutputOptions    []string `json:"routeOutputOptions,omitempty"`
+	MaxRouteCount         int      `json:"maxRouteCount,omitempty"`
+	Heading               *int     `json:"heading,omitempty"`
+	OptimizeWaypointOrder bool     `json:"optimizeWaypointOrder,omitempty"`
+	OptionalID            string   `json:"optionalId,omitempty"`
 }
 
 type routeFeature struct {
@@ -220,19 +243,26 @@ type routeProperties struct {
 
 func (r *RouteRequest) body(id string) routeBody {
 	b := routeBody{
-		Type:               "FeatureCollection",
-		Features:           make([]routeFeature, len(r.Waypoints)),
-		TravelMode:         r.TravelMode,
-		OptimizeRoute:      r.OptimizeRoute,
-		DepartAt:           r.DepartAt,
-		RouteOutputOptions: r.RouteOutputOptions,
-		OptionalID:         id,
+		Type:                  "FeatureCollection",
+		Features:              make([]routeFeature, len(r.Waypoints)),
+		TravelMode:            r.TravelMode,
+		OptimizeRoute:         r.OptimizeRoute,
+		RouteOptions:          r.RouteOptions,
+		RouteOutputOptions:    r.RouteOutputOptions,
+		MaxRouteCount:         r.MaxRouteCount,
+		Heading:               r.Heading,
+		OptimizeWaypointOrder: r.OptimizeWaypointOrder,
+		OptionalID:            id,
 	}
 	for i, p := range r.Waypoints {
+		pointType := "waypoint"
+		if i < len(r.Via) && r.Via[i] {
+			pointType = "viaWaypoint"
+		}
 		b.Features[i] = routeFeature{
 			Type:       "Feature",
 			Geometry:   pointGeometry{Type: "Point", Coordinates: [2]float64{p.Lon, p.Lat}},
-			Properties: routeProperties{PointIndex: i, PointType: "waypoint"},
+			Properties: routeProperties{PointIndex: i, PointType: pointType},
 		}
 	}
 	return b

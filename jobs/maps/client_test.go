@@ -204,7 +204,7 @@ func TestRequests(t *testing.T) {
 		Waypoints:     []Position{{Lat: 47.6303, Lon: -122.1387}, {Lat: 47.6101, Lon: -122.2015}},
 		TravelMode:    "driving",
 		OptimizeRoute: "fastestWithoutTraffic",
-		DepartAt:      "2026-12-01T08:00:00Z",
+		RouteOptions:  RouteOptions{DepartAt: "2026-12-01T08:00:00Z"},
 	}
 	const routeJSON = `{"type":"FeatureCollection","features":[
 		{"type":"Feature","geometry":{"type":"Point","coordinates":[-122.1387,47.6303]},"properties":{"pointIndex":0,"pointType":"waypoint"}},

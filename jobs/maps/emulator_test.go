@@ -125,7 +125,7 @@ func TestEmulatorManagedIdentity(t *testing.T) {
 
 	route := RouteRequest{
 		Waypoints:  []Position{{Lat: 47.6303, Lon: -122.1387}, {Lat: 47.6101, Lon: -122.2015}},
-		TravelMode: "driving", OptimizeRoute: "fastestWithoutTraffic", DepartAt: "2026-12-01T08:00:00Z",
+		TravelMode: "driving", OptimizeRoute: "fastestWithoutTraffic", RouteOptions: RouteOptions{DepartAt: "2026-12-01T08:00:00Z"},
 	}
 	rr, err := c.RouteDirections(ctx, route)
 	if err != nil {
