@@ -138,7 +138,7 @@ func decodeGeocode(f fields) (*maps.GeocodeQuery, error) {
 		}
 		q.Coordinates = &p
 	}
-	if q.View, err = optionalText(f, "view"); err != nil {
+	if q.View, err = decodeView(f); err != nil {
 		return nil, err
 	}
 	return &q, nil

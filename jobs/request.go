@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -351,3 +352,52 @@ func parseLatLon(s string) (map[string]float64, error) {
 	}
 	return map[string]float64{"lat": lat, "lon": lon}, nil
 }
+
+// decodeEnumList decodes a non-empty array of distinct strings, each one of
+// allowed (matched without regard to case, returned as allowed spells it).
+func decodeEnumList(path string, raw json.RawMessage, allowed []string) ([]string, error) {
+	if raw[0] != '[' {
+		return nil, wrongType(path, "an array of strings", raw)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	}
+	if len(items) == 0 {
+		return nil, worker.Invalidf(codeInvalidValue, "%s is empty; leave it out for the default", path)
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		s, err := decodeString(fmt.Sprintf("%s[%d]", path, i), item)
+		if err != nil {
+			return nil, err
+		}
+		j := slices.IndexFunc(allowed, func(a string) bool { return strings.EqualFold(a, s) })
+		if j < 0 {
+			return nil, worker.Invalidf(codeInvalidValue, "%s[%d] %s is not one of %s", path, i, quote(s), strings.Join(allowed, ", "))
+		}
+		if slices.Contains(out, allowed[j]) {
+			return nil, worker.Invalidf(codeInvalidValue, "%s names %s twice", path, allowed[j])
+		}
+		out = append(out, allowed[j])
+	}
+	return out, nil
+}
+
+// decodeView decodes the optional "view": "Auto" or an ISO 3166-1 alpha-2
+// code, the views Azure Maps draws disputed borders for.
+func decodeView(f fields) (string, error) {
+	v, err := optionalText(f, "view")
+	if err != nil || v == "" {
+		return v, err
+	}
+	if strings.EqualFold(v, "Auto") {
+		return "Auto", nil
+	}
+	if len(v) != 2 || !isASCIILetter(v[0]) || !isASCIILetter(v[1]) {
+		return "", worker.Invalidf(codeInvalidValue, "view %s is not Auto or a two-letter ISO 3166-1 code such as US or IN", quote(v))
+	}
+	return strings.ToUpper(v), nil
+}
+
+func isASCIILetter(c byte) bool { return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mapsworker/jobs/maps/catalog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,6 +74,18 @@ type Client struct {
 
 	geocodeURL, reverseGeocodeURL, routeURL string
 	geocodeBatchURL, routeBatchURL          string
+
+	endpoint string // the account's, without a trailing slash
+}
+
+// url returns the URL of the named API of catalog.APIs.
+func (c *Client) url(api string) string {
+	for _, a := range catalog.APIs {
+		if a.Name == api {
+			return c.endpoint + a.Path
+		}
+	}
+	panic("maps: no API " + api + " in catalog.APIs")
 }
 
 // NewClient returns a Client that authenticates with Entra ID: each request
@@ -164,6 +177,7 @@ func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *
 		routeURL:          endpoint + "/route/directions",
 		geocodeBatchURL:   endpoint + "/geocode:batch",
 		routeBatchURL:     endpoint + "/route/directions:batch",
+		endpoint:          endpoint,
 	}
 }
 

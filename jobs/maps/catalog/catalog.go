@@ -28,6 +28,9 @@ const (
 	Route          = "route"
 	GeocodeBatch   = "geocodeBatch"
 	RouteBatch     = "routeBatch"
+	// ReverseGeocodeBatch counts against the Search batch limit, as
+	// GeocodeBatch does.
+	ReverseGeocodeBatch = "reverseGeocodeBatch"
 )
 
 // APIs lists every Azure Maps API the client calls, and the rate limit each
@@ -40,6 +43,7 @@ var APIs = []API{
 	{Route, http.MethodPost, "/route/directions", Route},
 	{GeocodeBatch, http.MethodPost, "/geocode:batch", GeocodeBatch},
 	{RouteBatch, http.MethodPost, "/route/directions:batch", RouteBatch},
+	{ReverseGeocodeBatch, http.MethodPost, "/reverseGeocode:batch", GeocodeBatch},
 }
 
 // defaultLimits are the per-account QPS limits of Azure Maps Gen2 by

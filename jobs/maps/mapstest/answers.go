@@ -405,65 +405,6 @@ func (s *Server) replyBatch(w http.ResponseWriter, st *counters, ok, total int, 
 	s.reply(w, st, http.StatusOK, ctJSON, out.b)
 }
 
-// ---- reverse geocode ----
-
-var resultTypes = map[string]bool{
-	"Address": true, "AdminDivision1": true, "AdminDivision2": true, "CountryRegion": true,
-	"Neighborhood": true, "PopulatedPlace": true, "Postcode1": true,
-}
-
-func (s *Server) reverseGeocode(w http.ResponseWriter, st *counters, q url.Values) {
-	var c [2]float64
-	v := q.Get("coordinates")
-	switch {
-	case v == "":
-		s.badRequest(w, st, "coordinates is missing or empty")
-		return
-	case !parseFloats(v, c[:]):
-		s.badRequest(w, st, "coordinates must be 2 comma-separated numbers: longitude,latitude.")
-		return
-	case !validLonLat(c[0], c[1]):
-		s.badRequest(w, st, "coordinates are out of range: longitude must be within [-180, 180] and latitude within [-90, 90].")
-		return
-	}
-	typ := "Address"
-	if rt := q.Get("resultTypes"); rt != "" {
-		for i, t := range strings.Split(rt, ",") {
-			t = strings.TrimSpace(t)
-			if !resultTypes[t] {
-				s.badRequest(w, st, "resultTypes has an unknown value '"+t+"'.")
-				return
-			}
-			if i == 0 {
-				typ = t
-			}
-		}
-	}
-	lon, lat := c[0], c[1]
-	p := nearestPlace(lon, lat)
-	h := fnvFloat(fnvFloat(fnvOffset, math.Round(lon*1e6)), math.Round(lat*1e6))
-	street := p.streets[h%uint64(len(p.streets))]
-	number := strconv.Itoa(1 + int(mix(h, 2)%19999))
-	addressLine := number + " " + street
-
-	j := getBuf()
-	defer putBuf(j)
-	j.raw(`{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"address":{"countryRegion":{"ISO":`).str(p.iso).
-		raw(`,"name":`).str(p.country).
-		raw(`},"adminDistricts":[{"name":`).str(p.adminName).raw(`,"shortName":`).str(p.adminShort).
-		raw(`},{"name":`).str(p.county).raw(`,"shortName":`).str(p.county).
-		raw(`}],"formattedAddress":`).str(addressLine+", "+p.locality+", "+p.adminName+" "+p.postal).
-		raw(`,"streetName":`).str(street).raw(`,"streetNumber":"`).raw(number).
-		raw(`","locality":`).str(p.locality).raw(`,"postalCode":`).str(p.postal).
-		raw(`,"addressLine":`).str(addressLine).
-		raw(`},"type":`).str(typ).
-		raw(`,"confidence":"Medium","matchCodes":["Good"],"geocodePoints":[{"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
-		raw(`},"calculationMethod":"Rooftop","usageTypes":["Display"]}]},"geometry":{"type":"Point","coordinates":`).lonLat(lon, lat).
-		raw(`},"bbox":[`).coord(lon - 0.0076).raw(",").coord(lat - 0.0039).raw(",").coord(lon + 0.0076).raw(",").coord(lat + 0.0039).
-		raw(`]}]}`)
-	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
-}
-
 func nearestPlace(lon, lat float64) *place {
 	best, bestD := &places[0], math.Inf(1)
 	for i := range places {

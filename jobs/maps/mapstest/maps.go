@@ -150,6 +150,9 @@ var answers = map[string]func(s *Server, w http.ResponseWriter, c *request){
 	catalog.Route:          func(s *Server, w http.ResponseWriter, c *request) { s.route(w, c.st, c.body) },
 	catalog.GeocodeBatch:   func(s *Server, w http.ResponseWriter, c *request) { s.geocodeBatch(w, c.st, c.body) },
 	catalog.RouteBatch:     func(s *Server, w http.ResponseWriter, c *request) { s.routeBatch(w, c.st, c.body) },
+	catalog.ReverseGeocodeBatch: func(s *Server, w http.ResponseWriter, c *request) {
+		s.reverseGeocodeBatch(w, c.st, c.body)
+	},
 }
 
 // authorized reports whether r carries the current shared key, or a valid
