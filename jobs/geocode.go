@@ -67,7 +67,7 @@ func (*geocodeKind) fromArgs(args []string, o ArgOptions) (map[string]any, error
 	return f, nil
 }
 
-func (*geocodeKind) usage() string { return `"15127 NE 24th Street, Redmond, WA"` }
+func (*geocodeKind) example() []string { return []string{"15127 NE 24th Street, Redmond, WA"} }
 
 type geocodeCall struct {
 	k     *geocodeKind

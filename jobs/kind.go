@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 
 	"mapsworker/worker"
@@ -29,8 +30,8 @@ type kind interface {
 	// fromArgs builds the fields of a request from command-line words
 	// (those after the kind), for `mapsworker enqueue <kind> …`.
 	fromArgs(args []string, o ArgOptions) (map[string]any, error)
-	// usage is an example of fromArgs's words, for help and errors.
-	usage() string
+	// example is an example of fromArgs's words, for help text and tests.
+	example() []string
 }
 
 // A call is a decoded request, ready to ask Azure Maps.
@@ -126,12 +127,19 @@ func RequestFromArgs(kind string, args []string, id string, o ArgOptions) ([]byt
 	return json.Marshal(f)
 }
 
-// KindUsage returns an example of each kind's command-line words, as
-// "<kind> <words>" lines.
-func KindUsage() []string {
+// KindExamples returns an example of each kind's command-line words, as
+// "<kind> <words>" lines, words with spaces quoted.
+func KindExamples() []string {
 	var lines []string
 	for _, n := range KindNames() {
-		lines = append(lines, n+" "+cliKinds[n].usage())
+		line := n
+		for _, w := range cliKinds[n].example() {
+			if strings.ContainsAny(w, " \t\"'") {
+				w = strconv.Quote(w)
+			}
+			line += " " + w
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }

@@ -1,8 +1,16 @@
 package jobs
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"mapsworker/jobs/maps"
+	"mapsworker/jobs/maps/mapstest"
+	"mapsworker/worker"
 )
 
 func TestDescribeSummary(t *testing.T) {
@@ -21,5 +29,71 @@ func TestDescribeSummary(t *testing.T) {
 		if got := DescribeSummary(c.kind, json.RawMessage(c.summary)); got != c.want {
 			t.Errorf("%s %s = %q, want %q", c.kind, c.summary, got, c.want)
 		}
+	}
+}
+
+// Every registered kind has every part, and the parts fit together: its
+// example words make a request that decodes as that kind, runs against the
+// emulator, and has a summary that describe reads; its probe is answered.
+// A kind added to the table without one of them fails here.
+func TestEveryKindIsComplete(t *testing.T) {
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{
+		ClientID:      s.ClientID,
+		ClientOptions: azcore.ClientOptions{Transport: s.Client()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(c, nil)
+	if len(kinds) != len(h.kinds) || len(kinds) != len(cliKinds) {
+		t.Fatalf("%d kinds registered, %d built: two share a name", len(kinds), len(h.kinds))
+	}
+	for _, build := range kinds {
+		name := build(nil).name()
+		t.Run(name, func(t *testing.T) {
+			if !ValidID(name) {
+				t.Fatalf("name %q cannot name a results folder", name)
+			}
+			words := cliKinds[name].example()
+			if len(words) == 0 {
+				t.Fatal("no example words")
+			}
+			body, err := RequestFromArgs(name, words, "contract", ArgOptions{})
+			if err != nil {
+				t.Fatalf("RequestFromArgs(%q): %v", words, err)
+			}
+			task, err := h.Decode(body, "m")
+			if err != nil {
+				t.Fatalf("its example %s does not decode: %v", body, err)
+			}
+			if task.Kind() != name || task.ID() != "contract" {
+				t.Fatalf("decoded as %s/%s", task.Kind(), task.ID())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := task.Run(ctx)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if out.Summary == nil || len(out.Response) == 0 {
+				t.Fatalf("output %+v has no summary or response", out)
+			}
+			summary, err := json.Marshal(out.Summary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line, err := cliKinds[name].describe(summary)
+			if err != nil || line == "" || line == string(summary) {
+				t.Errorf("describe(%s) = %q, %v", summary, line, err)
+			}
+			if err := task.(worker.Prober).Probe(ctx); err != nil {
+				t.Errorf("probe: %v", err)
+			}
+			if _, err := h.Decode([]byte(`{"kind":"`+name+`"}`), "m"); worker.ClassOf(err) != worker.ClassInvalid {
+				t.Errorf("a %s request with nothing but its kind: %v, want it invalid", name, err)
+			}
+		})
 	}
 }

@@ -65,7 +65,7 @@ func (*reverseKind) fromArgs(args []string, _ ArgOptions) (map[string]any, error
 	return map[string]any{"position": p}, nil
 }
 
-func (*reverseKind) usage() string { return "47.6303,-122.1387" }
+func (*reverseKind) example() []string { return []string{"47.6303,-122.1387"} }
 
 type reverseCall struct {
 	k     *reverseKind

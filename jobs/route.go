@@ -117,7 +117,7 @@ func (*routeKind) fromArgs(args []string, o ArgOptions) (map[string]any, error) 
 	return f, nil
 }
 
-func (*routeKind) usage() string { return "47.6303,-122.1387 47.6101,-122.2015 --mode truck" }
+func (*routeKind) example() []string { return []string{"47.6303,-122.1387", "47.6101,-122.2015"} }
 
 type routeCall struct {
 	k     *routeKind
