@@ -89,11 +89,35 @@ func (*routeKind) describe(summary json.RawMessage) (string, error) {
 	if err := json.Unmarshal(summary, &s); err != nil {
 		return "", err
 	}
-	line := fmt.Sprintf("%.1f km, %s", s.DistanceInMeters/1000, seconds(s.DurationInSeconds))
-	if s.DurationTrafficInSeconds != nil {
-		line += fmt.Sprintf(" (%s with traffic)", seconds(*s.DurationTrafficInSeconds))
+	line := describeRoute(RouteTotals{
+		DistanceInMeters: s.DistanceInMeters, DurationInSeconds: s.DurationInSeconds,
+		DurationTrafficInSeconds: s.DurationTrafficInSeconds, DepartureAt: s.DepartureAt,
+	})
+	if len(s.Routes) > 1 {
+		alts := make([]string, len(s.Routes)-1)
+		for i, r := range s.Routes[1:] {
+			alts[i] = describeRoute(r)
+		}
+		noun := "alternatives"
+		if len(alts) == 1 {
+			noun = "alternative"
+		}
+		line += fmt.Sprintf("; %d %s: %s", len(alts), noun, strings.Join(alts, "; "))
 	}
 	return line, nil
+}
+
+// describeRoute renders one route: "6.5 km, 8m7s (8m55s with traffic)",
+// with "leave at …" when the route was planned to arrive at a time.
+func describeRoute(r RouteTotals) string {
+	line := fmt.Sprintf("%.1f km, %s", r.DistanceInMeters/1000, seconds(r.DurationInSeconds))
+	if r.DurationTrafficInSeconds != nil {
+		line += fmt.Sprintf(" (%s with traffic)", seconds(*r.DurationTrafficInSeconds))
+	}
+	if r.DepartureAt != "" {
+		line += ", leave at " + r.DepartureAt
+	}
+	return line
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s) * time.Second }
@@ -133,7 +157,8 @@ func (c *routeCall) run(ctx context.Context) (*worker.Output, error) {
 	} else {
 		resp, err = c.k.maps.RouteDirections(ctx, c.r)
 	}
-	return output(resp, err, summarizeRoute)
+	times := c.r.ArriveAt != ""
+	return output(resp, err, func(body []byte) (*RouteSummary, error) { return summarizeRoute(body, times) })
 }
 
 // Route options as Route Directions 2025-01-01 names them.
@@ -630,43 +655,100 @@ func validLanguageTag(s string) bool {
 	return true
 }
 
-// RouteSummary is the summary of a route result, from its route path.
+// RouteSummary is the summary of a route result, from its RoutePath
+// features. The top-level figures are the first (best) route's; Routes lists
+// every route when the answer has alternatives (maxRouteCount above 1).
 type RouteSummary struct {
 	DistanceInMeters  float64 `json:"distanceInMeters"`
 	DurationInSeconds float64 `json:"durationInSeconds"`
 	// DurationTrafficInSeconds is absent unless the route was optimized
 	// with traffic.
 	DurationTrafficInSeconds *float64 `json:"durationTrafficInSeconds,omitempty"`
+	// DepartureAt and ArrivalAt are the service's, when the request gave
+	// arriveAt: then the departure is the answer a dispatcher wants.
+	DepartureAt string `json:"departureAt,omitempty"`
+	ArrivalAt   string `json:"arrivalAt,omitempty"`
+	// Routes are all the routes, the best first, when there are two or
+	// more.
+	Routes []RouteTotals `json:"routes,omitempty"`
 }
 
-func summarizeRoute(body []byte) (*RouteSummary, error) {
-	var fc featureCollection[struct {
-		Type                     string   `json:"type"`
-		DistanceInMeters         *float64 `json:"distanceInMeters"`
-		DurationInSeconds        *float64 `json:"durationInSeconds"`
-		DurationTrafficInSeconds *float64 `json:"durationTrafficInSeconds"`
-	}]
-	if err := json.Unmarshal(body, &fc); err != nil {
+// RouteTotals are one route's distance and durations.
+type RouteTotals struct {
+	DistanceInMeters         float64  `json:"distanceInMeters"`
+	DurationInSeconds        float64  `json:"durationInSeconds"`
+	DurationTrafficInSeconds *float64 `json:"durationTrafficInSeconds,omitempty"`
+	DepartureAt              string   `json:"departureAt,omitempty"`
+	ArrivalAt                string   `json:"arrivalAt,omitempty"`
+}
+
+// routePathProperties are the RoutePath feature's properties a summary reads.
+type routePathProperties struct {
+	Type                     string   `json:"type"`
+	DistanceInMeters         *float64 `json:"distanceInMeters"`
+	DurationInSeconds        *float64 `json:"durationInSeconds"`
+	DurationTrafficInSeconds *float64 `json:"durationTrafficInSeconds"`
+	DepartureAt              string   `json:"departureAt"`
+	ArrivalAt                string   `json:"arrivalAt"`
+}
+
+// routeAnswer is a Route Directions answer: the best route's features and,
+// with maxRouteCount above 1, the alternatives, each a FeatureCollection.
+type routeAnswer struct {
+	featureCollection[routePathProperties]
+	AlternativeRoutes []featureCollection[routePathProperties] `json:"alternativeRoutes"`
+}
+
+// summarizeRoute summarizes a route answer, with the departure and
+// arrival times when times is set.
+func summarizeRoute(body []byte, times bool) (*RouteSummary, error) {
+	var a routeAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
 		return nil, err
 	}
-	if fc.Type != "FeatureCollection" {
-		return nil, fmt.Errorf("type is %q, not FeatureCollection", fc.Type)
+	if a.Type != "FeatureCollection" {
+		return nil, fmt.Errorf("type is %q, not FeatureCollection", a.Type)
 	}
 	// Waypoints and maneuver points carry distances too, of their legs;
-	// the whole route's are on the RoutePath feature.
-	for _, f := range fc.Features {
-		p := f.Properties
-		if p.Type != "RoutePath" {
-			continue
+	// a whole route's are on its RoutePath feature. The best route's is in
+	// the answer's features, each alternative's in its own collection.
+	var routes []RouteTotals
+	for i, fc := range append([]featureCollection[routePathProperties]{a.featureCollection}, a.AlternativeRoutes...) {
+		if i > 0 && fc.Type != "" && fc.Type != "FeatureCollection" {
+			return nil, fmt.Errorf("alternativeRoutes[%d] type is %q, not FeatureCollection", i-1, fc.Type)
 		}
-		if p.DistanceInMeters == nil || p.DurationInSeconds == nil {
-			return nil, errors.New("the RoutePath feature has no distanceInMeters or durationInSeconds")
+		for _, f := range fc.Features {
+			p := f.Properties
+			if p.Type != "RoutePath" {
+				continue
+			}
+			if p.DistanceInMeters == nil || p.DurationInSeconds == nil {
+				return nil, errors.New("a RoutePath feature has no distanceInMeters or durationInSeconds")
+			}
+			t := RouteTotals{
+				DistanceInMeters:         *p.DistanceInMeters,
+				DurationInSeconds:        *p.DurationInSeconds,
+				DurationTrafficInSeconds: p.DurationTrafficInSeconds,
+			}
+			if times {
+				t.DepartureAt, t.ArrivalAt = p.DepartureAt, p.ArrivalAt
+			}
+			routes = append(routes, t)
 		}
-		return &RouteSummary{
-			DistanceInMeters:         *p.DistanceInMeters,
-			DurationInSeconds:        *p.DurationInSeconds,
-			DurationTrafficInSeconds: p.DurationTrafficInSeconds,
-		}, nil
 	}
-	return nil, errors.New("no RoutePath feature")
+	if len(routes) == 0 {
+		return nil, errors.New("no RoutePath feature")
+	}
+	best := routes[0]
+	s := &RouteSummary{
+		DistanceInMeters:         best.DistanceInMeters,
+		DurationInSeconds:        best.DurationInSeconds,
+		DurationTrafficInSeconds: best.DurationTrafficInSeconds,
+		DepartureAt:              best.DepartureAt,
+		ArrivalAt:                best.ArrivalAt,
+	}
+	if len(routes) > 1 {
+		s.Routes = routes
+	}
+	return s, nil
 }

@@ -147,9 +147,9 @@ type request struct {
 var answers = map[string]func(s *Server, w http.ResponseWriter, c *request){
 	catalog.Geocode:        func(s *Server, w http.ResponseWriter, c *request) { s.geocode(w, c.st, c.q) },
 	catalog.ReverseGeocode: func(s *Server, w http.ResponseWriter, c *request) { s.reverseGeocode(w, c.st, c.q) },
-	catalog.Route:          func(s *Server, w http.ResponseWriter, c *request) { s.route(w, c.st, c.body) },
+	catalog.Route:          func(s *Server, w http.ResponseWriter, c *request) { s.route(w, c) },
 	catalog.GeocodeBatch:   func(s *Server, w http.ResponseWriter, c *request) { s.geocodeBatch(w, c.st, c.body) },
-	catalog.RouteBatch:     func(s *Server, w http.ResponseWriter, c *request) { s.routeBatch(w, c.st, c.body) },
+	catalog.RouteBatch:     func(s *Server, w http.ResponseWriter, c *request) { s.routeBatch(w, c) },
 	catalog.ReverseGeocodeBatch: func(s *Server, w http.ResponseWriter, c *request) {
 		s.reverseGeocodeBatch(w, c.st, c.body)
 	},
