@@ -10,8 +10,9 @@
 //
 // Settings (environment): BENCH_MESSAGES, the backlog per scenario (default
 // 5000; the rows bound by a low Maps rate use min(1000, BENCH_MESSAGES));
-// BENCH_ONLY, a substring of the names of the worker scenarios to run (the
-// floor and the idle measurement always run).
+// BENCH_ONLY, a substring of the names of the worker scenarios to run, or
+// several separated by | (the floor and the idle measurement always run;
+// "telemetry" names BenchmarkTelemetry's).
 package bench
 
 import (
@@ -77,6 +78,9 @@ func (c *counter) Do(req *policy.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// env is one benchmark's view of the bench process: the process's one Maps
+// emulator and credential (see shared), the storage floors it measured, and
+// the Azurite of its current row.
 type env struct {
 	n      int   // backlog
 	floors []row // the storage floors measured, the last one current
@@ -84,13 +88,74 @@ type env struct {
 	emu    *emulator
 	cred   azcore.TokenCredential
 	log    *slog.Logger
-	seq    atomic.Int64
+	seq    *atomic.Int64
+}
+
+// shared is what every benchmark of the bench process uses: one Maps
+// emulator process, and the managed identity credential that gets its
+// tokens from it. It must be one: the managed identity token cache of
+// azidentity (MSAL's) is process-wide, so a credential made for a second
+// emulator is handed the first one's token, which the second one (with a
+// signing key of its own) answers with 401, a fault of the environment
+// that pauses the worker for good; and Go reads SSL_CERT_FILE once per
+// process. TestMain closes it.
+var shared struct {
+	once sync.Once
+	emu  *emulator
+	cred azcore.TokenCredential
+	err  error
+	seq  atomic.Int64 // names of queues, containers and runs
+}
+
+// setup returns b's environment on the shared emulator, reset to what a row
+// expects (no latency, no throttling), and a function closing the Azurite
+// that b leaves running.
+func setup(b *testing.B) (*env, func()) {
+	shared.once.Do(func() {
+		emu, err := startEmulator()
+		if err != nil {
+			shared.err = err
+			return
+		}
+		// The worker finds the emulator as on App Service: a managed
+		// identity endpoint, and a CA to trust (read at the first TLS
+		// handshake). Set for the process, not restored: the credential and
+		// the TLS roots outlive any one benchmark.
+		for k, v := range map[string]string{"SSL_CERT_FILE": emu.CAFile,
+			"IDENTITY_ENDPOINT": emu.IdentityEndpoint, "IDENTITY_HEADER": emu.IdentityHeader} {
+			if err := os.Setenv(k, v); err != nil {
+				shared.err = err
+			}
+		}
+		shared.emu = emu
+		shared.cred, err = azidentity.NewManagedIdentityCredential(nil)
+		if shared.err == nil {
+			shared.err = err
+		}
+	})
+	check(b, shared.err)
+	check(b, shared.emu.reset())
+	e := &env{n: messages(), emu: shared.emu, cred: shared.cred, seq: &shared.seq,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return e, func() {
+		if e.az != nil {
+			e.az.Close()
+			e.az = nil
+		}
+	}
+}
+
+// closeShared ends the shared emulator, if one was started.
+func closeShared() {
+	if shared.emu != nil {
+		shared.emu.Close()
+	}
 }
 
 // storage returns a new queue and container on a fresh Azurite: each
 // scenario starts from an empty, idle Azurite, as Azurite (single-threaded,
 // in memory) slows as its data grows.
-func (e *env) storage(tb testing.TB, c *counter) *worker.Storage {
+func (e *env) storage(tb testing.TB, c *counter, extra ...policy.Policy) *worker.Storage {
 	tb.Helper()
 	if e.az != nil {
 		e.az.Close()
@@ -103,8 +168,9 @@ func (e *env) storage(tb testing.TB, c *counter) *worker.Storage {
 	n := e.seq.Add(1)
 	opts := &worker.StorageOptions{Queue: fmt.Sprintf("bench%d", n), Container: fmt.Sprintf("bench%d", n)}
 	if c != nil {
-		opts.ClientOptions = azcore.ClientOptions{PerRetryPolicies: []policy.Policy{c}}
+		opts.ClientOptions.PerRetryPolicies = append(opts.ClientOptions.PerRetryPolicies, c)
 	}
+	opts.ClientOptions.PerRetryPolicies = append(opts.ClientOptions.PerRetryPolicies, extra...)
 	st, err := worker.NewStorageFromConnectionString(e.az.ConnectionString(), opts)
 	if err != nil {
 		tb.Fatal(err)
@@ -188,6 +254,9 @@ type row struct {
 	slowest      time.Duration // the longest storage request
 	rss          int64         // VmHWM, bytes
 	status429    int64
+	// cpuPerMessage is the CPU time the bench process (the worker; the
+	// emulator and Azurite run in processes of their own) spent per message.
+	cpuPerMessage time.Duration
 	// floor is the storage floor the row was measured against (the one
 	// measured last before it); base what its throughput is held to (the
 	// floor, or the latency bound), target the share of base it must reach
@@ -360,7 +429,15 @@ func (sc scenario) settings() string {
 
 func skipped(name string) bool {
 	only := os.Getenv("BENCH_ONLY")
-	return only != "" && !strings.Contains(name, only)
+	if only == "" {
+		return false
+	}
+	for alt := range strings.SplitSeq(only, "|") {
+		if alt != "" && strings.Contains(name, alt) {
+			return false
+		}
+	}
+	return true
 }
 
 // startHog starts a process spinning on one core, for at most 10 minutes;
@@ -379,14 +456,30 @@ func startHog(tb testing.TB) func() {
 	}
 }
 
+// extras are what a run adds to the worker of its scenario (telemetry's
+// policies and hooks); the zero value adds nothing.
+type extras struct {
+	storagePolicies, mapsPolicies []policy.Policy
+	// options, when set, adjusts the engine's options before it is made.
+	options func(*worker.Options)
+	// started, when set, is called with the engine and its storage before
+	// the engine runs.
+	started func(*worker.Engine, *worker.Storage)
+}
+
 // engine runs sc once and returns its row, without targets.
-func (e *env) engine(b *testing.B, sc scenario) row {
+func (e *env) engine(b *testing.B, sc scenario) row { return e.work(b, sc, extras{}) }
+
+// work runs sc once on a fresh Azurite, with x added, and returns its row
+// with the failures every row is held to (not its throughput target).
+func (e *env) work(b *testing.B, sc scenario, x extras) row {
 	c := &counter{}
-	st := e.storage(b, c)
+	st := e.storage(b, c, x.storagePolicies...)
 	run := fmt.Sprintf("r%d", e.seq.Add(1))
 	at := enqueue(b, st, run, sc.n, sc.kinds)
 	opts := &maps.ClientOptions{ClientID: e.emu.ClientID, RateLimits: sc.limits}
 	opts.DisableRateLimits = sc.limits != nil && len(sc.limits) == 0
+	opts.PerRetryPolicies = append(opts.PerRetryPolicies, x.mapsPolicies...)
 	client, err := maps.NewClient(e.emu.URL, e.cred, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -404,7 +497,7 @@ func (e *env) engine(b *testing.B, sc scenario) row {
 	var ok, other atomic.Int64
 	var last atomic.Int64
 	allDone := make(chan struct{})
-	eng := worker.New(st.Requests, st.Poison, st.Results, h, &worker.Options{
+	wopts := &worker.Options{
 		Concurrency: sc.conc,
 		Logger:      e.log,
 		OnOutcome: func(o worker.Outcome) {
@@ -423,11 +516,19 @@ func (e *env) engine(b *testing.B, sc scenario) row {
 				close(allDone)
 			}
 		},
-	})
+	}
+	if x.options != nil {
+		x.options(wopts)
+	}
+	eng := worker.New(st.Requests, st.Poison, st.Results, h, wopts)
+	if x.started != nil {
+		x.started(eng, st)
+	}
 	check(b, e.emu.resetStats())
 	resetPeakRSS()
 	base := c.n.Load()
 	c.slowest.Store(0)
+	cpu0 := cpuTime()
 	start := time.Now()
 	go eng.Run(context.Background())
 	// A row that stops making progress for a minute has failed.
@@ -446,6 +547,7 @@ func (e *env) engine(b *testing.B, sc scenario) row {
 	}
 	wait.Stop()
 	storageReq := c.n.Load() - base
+	cpu := cpuTime() - cpu0
 	ms, err := e.emu.stats()
 	check(b, err)
 	rss := peakRSS()
@@ -456,7 +558,8 @@ func (e *env) engine(b *testing.B, sc scenario) row {
 	defer mu.Unlock()
 	r := row{name: sc.name, settings: sc.settings(), n: sc.n, ok: int(ok.Load()), other: int(other.Load()),
 		elapsed: time.Unix(0, last.Load()).Sub(start), p50: percentile(lat, .5), p99: percentile(lat, .99),
-		mapsReq: ms.Requests, storageReq: storageReq, slowest: time.Duration(c.slowest.Load()), rss: rss, status429: ms.Status429}
+		mapsReq: ms.Requests, storageReq: storageReq, slowest: time.Duration(c.slowest.Load()), rss: rss, status429: ms.Status429,
+		cpuPerMessage: cpu / time.Duration(max(sc.n, 1))}
 	// The kind that batches: geocode, or route in a route-only backlog.
 	single, batch, kind := mapstest.APIGeocode, mapstest.APIGeocodeBatch, jobs.KindGeocode
 	if len(sc.kinds) == 1 && sc.kinds[0] == jobs.KindRoute {
@@ -584,23 +687,8 @@ func messages() int {
 }
 
 func BenchmarkThroughput(b *testing.B) {
-	certs := benchCertDir(b)
-	emu, err := startEmulator(certs)
-	check(b, err)
-	defer emu.Close()
-	// The worker finds the emulator as on App Service: a managed identity
-	// endpoint, and a CA to trust (read at the first TLS handshake).
-	b.Setenv("SSL_CERT_FILE", emu.CAFile)
-	b.Setenv("IDENTITY_ENDPOINT", emu.IdentityEndpoint)
-	b.Setenv("IDENTITY_HEADER", emu.IdentityHeader)
-	cred, err := azidentity.NewManagedIdentityCredential(nil)
-	check(b, err)
-	e := &env{n: messages(), emu: emu, cred: cred, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	defer func() {
-		if e.az != nil {
-			e.az.Close()
-		}
-	}()
+	e, done := setup(b)
+	defer done()
 	n := e.n
 	mixed := []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}
 	geocodes := []string{jobs.KindGeocode}

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"testing"
 	"time"
 
 	"mapsworker/jobs/maps"
@@ -29,7 +27,7 @@ import (
 //	reset               start counting afresh
 //	stats               the counts, as JSON (mapstest.Stats)
 func emulatorChild() int {
-	srv, err := mapstest.Start(&mapstest.Options{CertDir: os.Getenv("BENCH_EMULATOR_CERTS")})
+	srv, err := mapstest.Start(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench emulator:", err)
 		return 1
@@ -92,28 +90,11 @@ type emulator struct {
 	out *bufio.Scanner
 }
 
-// certDirOnce is the one folder every emulator of this process keeps its
-// certificate in: Go reads SSL_CERT_FILE once per process, so a second
-// benchmark's emulator must present the certificate the first one did.
-var certDirOnce = sync.OnceValues(func() (string, error) {
-	return os.MkdirTemp("", "mapsworker-bench-certs-")
-})
-
-// benchCertDir returns the shared certificate folder.
-func benchCertDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := certDirOnce()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return dir
-}
-
-// startEmulator starts the emulator process, keeping its certificate in
-// certDir.
-func startEmulator(certDir string) (*emulator, error) {
+// startEmulator starts the emulator process. The bench process starts one
+// only (see shared): its credential's tokens are cached process-wide.
+func startEmulator() (*emulator, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BENCH_EMULATOR=1", "BENCH_EMULATOR_CERTS="+certDir)
+	cmd.Env = append(os.Environ(), "BENCH_EMULATOR=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -137,6 +118,17 @@ func startEmulator(certDir string) (*emulator, error) {
 		return nil, fmt.Errorf("the emulator process said %q: %v", e.out.Text(), err)
 	}
 	return e, nil
+}
+
+// reset undoes whatever a row set: no latency, no throttling, counts afresh.
+func (e *emulator) reset() error {
+	if err := e.setLatency(0); err != nil {
+		return err
+	}
+	if err := e.setGen2Limits(false); err != nil {
+		return err
+	}
+	return e.resetStats()
 }
 
 // do sends one command and returns the answer.

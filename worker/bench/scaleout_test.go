@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BENCH_EMULATOR") != "" {
 		os.Exit(emulatorChild())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeShared()
+	os.Exit(code)
 }
 
 func child() int {

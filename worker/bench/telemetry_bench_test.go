@@ -4,22 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime/metrics"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
-	"mapsworker/internal/azurite"
 	"mapsworker/jobs"
-	"mapsworker/jobs/maps"
 	"mapsworker/worker"
 	"mapsworker/worker/telemetry"
 )
@@ -41,21 +33,8 @@ func BenchmarkTelemetry(b *testing.B) {
 	if skipped("telemetry") {
 		b.Skip("BENCH_ONLY")
 	}
-	certs := benchCertDir(b)
-	emu, err := startEmulator(certs)
-	check(b, err)
-	defer emu.Close()
-	b.Setenv("SSL_CERT_FILE", emu.CAFile)
-	b.Setenv("IDENTITY_ENDPOINT", emu.IdentityEndpoint)
-	b.Setenv("IDENTITY_HEADER", emu.IdentityHeader)
-	cred, err := azidentity.NewManagedIdentityCredential(nil)
-	check(b, err)
-	e := &env{n: messages(), emu: emu, cred: cred, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	defer func() {
-		if e.az != nil {
-			e.az.Close()
-		}
-	}()
+	e, done := setup(b)
+	defer done()
 
 	// The sink answers as a collector does: 200 and an empty message.
 	var exports, exportBytes atomic.Int64
@@ -70,13 +49,13 @@ func BenchmarkTelemetry(b *testing.B) {
 	b.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "1000")
 	b.Setenv("OTEL_SERVICE_NAME", "mapsworker-bench")
 
-	sc := scenario{name: "telemetry", n: e.n, conc: 16, batch: true, limits: map[string]int{},
+	sc := scenario{n: e.n, conc: 16, batch: true, limits: map[string]int{},
 		kinds: []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}}
 	for b.Loop() {
-		var off, on telemetryRow
+		var off, on row
 		ratio := 0.0
 		for i := 1; i <= attempts; i++ {
-			var o, t telemetryRow
+			var o, t row
 			if i%2 == 1 {
 				o, t = e.telemetryRun(b, sc, false), e.telemetryRun(b, sc, true)
 			} else {
@@ -114,13 +93,15 @@ func BenchmarkTelemetry(b *testing.B) {
 	}
 }
 
-// telemetryRun works sc's backlog once on a fresh Azurite, with telemetry
-// on or off (off: no hook installed, no policy added, as `run` without
-// OTEL_* variables), and returns its row.
-func (e *env) telemetryRun(b *testing.B, sc scenario, on bool) telemetryRow {
+// telemetryRun works sc's backlog once, as every row does (see work), with
+// telemetry on or off (off: no hook installed, no policy added, as `run`
+// without OTEL_* variables), and returns its row.
+func (e *env) telemetryRun(b *testing.B, sc scenario, on bool) row {
 	getenv := func(string) string { return "" }
+	sc.name = "telemetry off"
 	if on {
 		getenv = nil // the process environment: the OTEL_* set above
+		sc.name = "telemetry on"
 	}
 	tel, err := telemetry.New(context.Background(), &telemetry.Options{Getenv: getenv, Version: "bench",
 		Queue: "bench", Kinds: sc.kinds, QueueInterval: time.Second, Logger: e.log})
@@ -128,115 +109,34 @@ func (e *env) telemetryRun(b *testing.B, sc scenario, on bool) telemetryRow {
 	if on && !tel.Config().Enabled() {
 		b.Fatal("telemetry did not turn on from OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
-
-	c := &counter{}
-	if e.az != nil {
-		e.az.Close()
-	}
-	az, err := azurite.Start(nil)
-	check(b, err)
-	e.az = az
-	n := e.seq.Add(1)
-	sopts := &worker.StorageOptions{Queue: fmt.Sprintf("tel%d", n), Container: fmt.Sprintf("tel%d", n)}
-	sopts.ClientOptions = azcore.ClientOptions{PerRetryPolicies: []policy.Policy{c}}
+	var x extras
 	if p := tel.StoragePolicy(); p != nil {
-		sopts.ClientOptions.PerRetryPolicies = append(sopts.ClientOptions.PerRetryPolicies, p)
+		x.storagePolicies = append(x.storagePolicies, p)
 	}
-	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), sopts)
-	check(b, err)
-	check(b, st.Ensure(context.Background(), e.log))
-
-	run := fmt.Sprintf("t%d", n)
-	at := enqueue(b, st, run, sc.n, sc.kinds)
-	mopts := &maps.ClientOptions{ClientID: e.emu.ClientID, DisableRateLimits: true}
 	if p := tel.MapsPolicy(); p != nil {
-		mopts.PerRetryPolicies = append(mopts.PerRetryPolicies, p)
+		x.mapsPolicies = append(x.mapsPolicies, p)
 	}
-	client, err := maps.NewClient(e.emu.URL, e.cred, mopts)
-	check(b, err)
-	check(b, e.emu.setLatency(0))
-	check(b, e.emu.setGen2Limits(false))
-
-	var mu sync.Mutex
-	lat := make([]time.Duration, 0, sc.n)
-	succeeded := make([]bool, sc.n)
-	var ok, other, last atomic.Int64
-	allDone := make(chan struct{})
-	count := func(o worker.Outcome) {
-		now := time.Now()
-		idx := index(o.ID)
-		mu.Lock()
-		defer mu.Unlock()
-		if o.Result != worker.OutcomeSucceeded || idx < 0 || idx >= sc.n || succeeded[idx] {
-			other.Add(1)
-			return
-		}
-		succeeded[idx] = true
-		lat = append(lat, now.Sub(at[idx]))
-		last.Store(now.UnixNano())
-		if ok.Add(1) == int64(sc.n) {
-			close(allDone)
+	x.options = func(o *worker.Options) {
+		o.Observe = tel.Observe()
+		if count := o.OnOutcome; tel.Config().Metrics {
+			o.OnOutcome = func(oc worker.Outcome) { tel.Settled(oc); count(oc) }
 		}
 	}
-	onOutcome := count
-	if tel.Config().Metrics {
-		onOutcome = func(o worker.Outcome) { tel.Settled(o); count(o) }
-	}
-	eng := worker.New(st.Requests, st.Poison, st.Results, jobs.NewHandler(client, &jobs.HandlerOptions{Batch: sc.batch}),
-		&worker.Options{Concurrency: sc.conc, Logger: e.log, OnOutcome: onOutcome, Observe: tel.Observe()})
-	tel.ObserveEngine(eng)
-	tel.ObserveQueues(map[string]telemetry.QueueStats{"requests": func(ctx context.Context) (int64, time.Time, error) {
-		props, err := st.Requests.Client().GetProperties(ctx, nil)
-		if err != nil {
-			return 0, time.Time{}, err
-		}
-		return int64(*props.ApproximateMessagesCount), time.Time{}, nil
-	}})
-
-	base := c.n.Load()
-	cpu0 := cpuTime()
-	start := time.Now()
-	go eng.Run(context.Background())
-	tick := time.NewTicker(time.Second)
-	for stalled, seen := 0, int64(-1); stalled < 60; {
-		select {
-		case <-allDone:
-			stalled = 60
-		case <-tick.C:
-			if n := ok.Load(); n != seen {
-				seen, stalled = n, 0
-			} else {
-				stalled++
+	x.started = func(eng *worker.Engine, st *worker.Storage) {
+		tel.ObserveEngine(eng)
+		tel.ObserveQueues(map[string]telemetry.QueueStats{"requests": func(ctx context.Context) (int64, time.Time, error) {
+			props, err := st.Requests.Client().GetProperties(ctx, nil)
+			if err != nil {
+				return 0, time.Time{}, err
 			}
-		}
+			return int64(*props.ApproximateMessagesCount), time.Time{}, nil
+		}})
 	}
-	tick.Stop()
-	storageReq := c.n.Load() - base
-	cpu := cpuTime() - cpu0
+	r := e.work(b, sc, x)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = eng.Shutdown(ctx)
 	check(b, tel.Shutdown(ctx))
-	mu.Lock()
-	defer mu.Unlock()
-	name := "telemetry off"
-	if on {
-		name = "telemetry on"
-	}
-	r := row{name: name, settings: sc.settings(), n: sc.n, ok: int(ok.Load()), other: int(other.Load()),
-		elapsed: time.Unix(0, last.Load()).Sub(start), p50: percentile(lat, .5), p99: percentile(lat, .99),
-		storageReq: storageReq}
-	if r.ok < r.n {
-		r.fail("%s: %d of %d messages succeeded", name, r.ok, r.n)
-	}
-	return telemetryRow{row: r, cpuPerMessage: cpu / time.Duration(max(sc.n, 1))}
-}
-
-// telemetryRow is a row with the CPU time the bench process (the worker; the
-// emulator and Azurite run in processes of their own) spent per message.
-type telemetryRow struct {
-	row
-	cpuPerMessage time.Duration
+	return r
 }
 
 // cpuTime is the CPU time this process spent running Go code and its
