@@ -31,6 +31,13 @@ const (
 	// ReverseGeocodeBatch counts against the Search batch limit, as
 	// GeocodeBatch does.
 	ReverseGeocodeBatch = "reverseGeocodeBatch"
+	// The Route Matrix APIs count against the Route non-batch limit: the
+	// Gen2 table names no category of their own, and a matrix is one
+	// request (billed by its cells, not counted by them).
+	RouteMatrix          = "routeMatrix"
+	RouteMatrixAsync     = "routeMatrixAsync"
+	RouteOperation       = "routeOperation"
+	RouteOperationResult = "routeOperationResult"
 )
 
 // APIs lists every Azure Maps API the client calls, and the rate limit each
@@ -44,6 +51,10 @@ var APIs = []API{
 	{GeocodeBatch, http.MethodPost, "/geocode:batch", GeocodeBatch},
 	{RouteBatch, http.MethodPost, "/route/directions:batch", RouteBatch},
 	{ReverseGeocodeBatch, http.MethodPost, "/reverseGeocode:batch", GeocodeBatch},
+	{RouteMatrix, http.MethodPost, "/route/matrix", Route},
+	{RouteMatrixAsync, http.MethodPost, "/route/matrix:async", Route},
+	{RouteOperation, http.MethodGet, "/route/operations/{id}", Route},
+	{RouteOperationResult, http.MethodGet, "/route/operations/{id}/result", Route},
 }
 
 // defaultLimits are the per-account QPS limits of Azure Maps Gen2 by

@@ -130,7 +130,7 @@ func (s *Server) serveMaps(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, st, http.StatusNotFound, ctJSON, body404)
 		return
 	}
-	answer(s, w, &request{st: st, q: q, body: body, header: r.Header})
+	answer(s, w, &request{st: st, q: q, body: body, header: r.Header, path: r.URL.Path})
 }
 
 // request is what an answer reads of a request: its query, its body (POST)
@@ -140,6 +140,7 @@ type request struct {
 	q      url.Values
 	body   []byte
 	header http.Header
+	path   string // the URL path, for APIs with an {id} in it
 }
 
 // answers holds what answers each API of catalog.APIs, by its name: the one
@@ -153,6 +154,10 @@ var answers = map[string]func(s *Server, w http.ResponseWriter, c *request){
 	catalog.ReverseGeocodeBatch: func(s *Server, w http.ResponseWriter, c *request) {
 		s.reverseGeocodeBatch(w, c.st, c.body)
 	},
+	catalog.RouteMatrix:          func(s *Server, w http.ResponseWriter, c *request) { s.routeMatrix(w, c.st, c.body) },
+	catalog.RouteMatrixAsync:     func(s *Server, w http.ResponseWriter, c *request) { s.routeMatrixAsync(w, c.st, c.body) },
+	catalog.RouteOperation:       func(s *Server, w http.ResponseWriter, c *request) { s.routeOperation(w, c.st, c.path) },
+	catalog.RouteOperationResult: func(s *Server, w http.ResponseWriter, c *request) { s.routeOperationResult(w, c.st, c.path) },
 }
 
 // authorized reports whether r carries the current shared key, or a valid

@@ -108,6 +108,7 @@ type Server struct {
 	hook      atomic.Pointer[func(*http.Request)]
 	stats     atomic.Pointer[counters]
 	inflight  atomic.Int64
+	matrix    matrixOps // asynchronous route matrices (matrix.go)
 
 	reqIDPrefix [24]byte
 	reqSeq      atomic.Uint64

@@ -262,7 +262,7 @@ type Fault struct {
 // faultState is a Fault prepared once, so that answering costs nothing.
 type faultState struct {
 	status     int
-	mask       uint8
+	mask       uint64 // bit i: catalog.APIs[i]
 	body       []byte
 	retryAfter []string
 }
