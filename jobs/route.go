@@ -79,8 +79,12 @@ func (k *routeKind) decode(f fields) (call, error) {
 	return &routeCall{k: k, r: *r}, nil
 }
 
-// probeRoute is the probe's request, a short drive every account can route.
-var probeRoute = maps.RouteRequest{Waypoints: []maps.Position{{Lat: 47.6396, Lon: -122.1283}, {Lat: 47.6101, Lon: -122.2015}}}
+// probeRoute is the probe's request, a short drive every account can route;
+// it asks for the totals alone, the smallest answer with a summary.
+var probeRoute = maps.RouteRequest{
+	Waypoints:          []maps.Position{{Lat: 47.6396, Lon: -122.1283}, {Lat: 47.6101, Lon: -122.2015}},
+	RouteOutputOptions: []string{routeSummaryOutput},
+}
 
 func (k *routeKind) probe() call { return &routeCall{k: k, r: probeRoute, alone: true} }
 
@@ -212,16 +216,19 @@ type modeValue struct {
 
 // Limits of route options (2025-01-01).
 const (
-	maxRouteCount         = 3
-	maxAlternativeStops   = 2  // driving alternatives: waypoints besides origin and destination
-	maxViaPerLeg          = 10 // viaWaypoints between two waypoints
-	maxVehicleMeasure     = 1_000_000
-	maxVehicleSpeed       = 250 // km/h
-	maxHeading            = 359
-	maxLanguageTagLength  = 35
-	routeSummaryOutput    = "routeSummary"
-	routePathOutput       = "routePath"
-	defaultRouteOutputOpt = routePathOutput
+	maxRouteCount        = 3
+	maxAlternativeStops  = 2  // driving alternatives: waypoints besides origin and destination
+	maxViaPerLeg         = 10 // viaWaypoints between two waypoints
+	maxVehicleMeasure    = 1_000_000
+	maxVehicleSpeed      = 250 // km/h
+	maxHeading           = 359
+	maxLanguageTagLength = 35
+)
+
+// routeOutputOptions values with the totals the summary reads.
+const (
+	routeSummaryOutput = "routeSummary"
+	routePathOutput    = "routePath"
 )
 
 func decodeRoute(f fields) (*maps.RouteRequest, error) {
@@ -593,7 +600,7 @@ func decodeVehicleSpec(raw json.RawMessage) (*maps.VehicleSpec, error) {
 func decodeRouteOutputOptions(f fields, travelMode string) ([]string, error) {
 	raw, ok := f.get("routeOutputOptions")
 	if !ok {
-		return []string{defaultRouteOutputOpt}, nil
+		return []string{routePathOutput}, nil
 	}
 	out, err := decodeModeValues("routeOutputOptions", raw, routeOutputs, travelMode)
 	if err != nil {
