@@ -48,6 +48,9 @@ type env struct {
 	maps     Maps
 	batch    bool // gather single calls into batch calls under backlog
 	batchMax int
+	// checkpoints keep the operations of asynchronous route matrices
+	// across deliveries and processes; nil keeps them in process only.
+	checkpoints Checkpoints
 }
 
 // kinds lists every kind of request: the one place a new kind is added.
@@ -55,6 +58,7 @@ var kinds = []func(*env) kind{
 	newGeocode,
 	newReverseGeocode,
 	newRoute,
+	newRouteMatrix,
 }
 
 // ArgOptions are the command-line options a kind may use when it builds a

@@ -13,6 +13,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
+	"mapsworker/jobs/maps/catalog"
 )
 
 // MatrixRequest is one Route Matrix request (api-version 2025-01-01), for
@@ -88,12 +90,8 @@ func (r *MatrixRequest) body() matrixBody {
 	}
 }
 
-// Paths of the Route Matrix APIs, after the account's endpoint.
-const (
-	pathRouteMatrix      = "/route/matrix"
-	pathRouteMatrixAsync = "/route/matrix:async"
-	pathRouteOperations  = "/route/operations/"
-)
+// pathRouteOperations leads the path of an operation's status and result.
+const pathRouteOperations = "/route/operations/"
 
 // RouteMatrix computes a matrix synchronously (POST /route/matrix): up to
 // 2,500 cells, within the limits the service documents for the options
@@ -101,7 +99,7 @@ const (
 // origin and destination, each with its statusCode and either the distance
 // and durations or an error) and a summary.
 func (c *Client) RouteMatrix(ctx context.Context, r MatrixRequest) (*Response, error) {
-	req, err := c.post(ctx, c.matrixEndpoint()+pathRouteMatrix, r.body())
+	req, err := c.post(ctx, c.url(catalog.RouteMatrix), r.body())
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +125,7 @@ type Operation struct {
 // with the operation's status URL; RouteOperation polls it. The service keeps
 // an operation and its result for 24 hours.
 func (c *Client) RouteMatrixSubmit(ctx context.Context, r MatrixRequest) (*Operation, error) {
-	req, err := c.post(ctx, c.matrixEndpoint()+pathRouteMatrixAsync, r.body())
+	req, err := c.post(ctx, c.url(catalog.RouteMatrixAsync), r.body())
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +298,7 @@ func (c *Client) operationURL(raw string, result bool) (string, string, error) {
 	if id == "" || strings.Contains(id, "/") {
 		return "", "", &ProtocolError{fmt.Sprintf("maps: operation URL path %q is not …/route/operations/{id}", clip(u.Path))}
 	}
-	ep, err := url.Parse(c.matrixEndpoint())
+	ep, err := url.Parse(c.endpoint)
 	if err != nil {
 		return "", "", err
 	}
@@ -342,11 +340,6 @@ func clip(s string) string {
 		return s[:128] + "…"
 	}
 	return s
-}
-
-// matrixEndpoint is the client's endpoint, without a trailing slash.
-func (c *Client) matrixEndpoint() string {
-	return strings.TrimSuffix(c.routeURL, "/route/directions")
 }
 
 // ProtocolError is a 2xx answer that does not follow the API: a submission
