@@ -518,3 +518,69 @@ func TestMatrixOperationFailed(t *testing.T) {
 		t.Errorf("%d submissions", n)
 	}
 }
+
+// End to end through the engine, against Azurite and the emulator: a worker
+// stopped while it polls an asynchronous matrix releases the message; the
+// next worker (another process: its own handler) polls the same operation,
+// under a lease renewed meanwhile, and writes the result. One submission.
+func TestMatrixEngineStopAndResume(t *testing.T) {
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	s.SetOperationTiming(time.Hour, 100*time.Millisecond)
+	az := azuritetest.New(t, nil)
+	st, err := worker.NewStorageFromConnectionString(az.ConnectionString(), &worker.StorageOptions{Queue: "requests", Container: "results"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := st.Ensure(ctx, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Requests.Send(ctx, string(matrixJSON("fleet-1", 50, 60, ""))); err != nil {
+		t.Fatal(err)
+	}
+	opts := func() *worker.Options {
+		return &worker.Options{Lease: 2 * time.Second, MaxPollInterval: 200 * time.Millisecond, SummaryInterval: -1, Logger: quiet}
+	}
+	start := func(h *Handler) *worker.Engine {
+		e := worker.New(st.Requests, st.Poison, st.Results, h, opts())
+		go e.Run(ctx)
+		return e
+	}
+	const name = KindRouteMatrix + "/fleet-1"
+	e1 := start(matrixHandler(t, s, st.Checkpoints()))
+	waitFor(t, func() bool { b, _ := st.Checkpoints().Get(ctx, name); return b != nil })
+	time.Sleep(300 * time.Millisecond) // a few polls
+	stop, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	e1.Shutdown(stop) // the drain runs out: the polling is cut, the message released
+	cancel()
+
+	s.SetOperationTiming(4*time.Second, 100*time.Millisecond) // done 4 s after submission: longer than the lease
+	e2 := start(matrixHandler(t, s, st.Checkpoints()))
+	defer func() {
+		stop, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		e2.Shutdown(stop)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := st.Results.Succeeded(ctx, worker.ResultName(KindRouteMatrix, "fleet-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no result")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := s.OperationsAccepted(); n != 1 {
+		t.Errorf("%d submissions, want 1", n)
+	}
+	if b, _ := st.Checkpoints().Get(ctx, name); b != nil {
+		t.Errorf("checkpoint left: %s", b)
+	}
+}
