@@ -403,7 +403,7 @@ func matrixAPI(r *maps.MatrixRequest) (async bool, err error) {
 		return false, worker.Invalidf(codeTooManyCells, "a route matrix takes at most %d cells, with at most %d origins and %d destinations; this one has %d×%d = %d",
 			matrixAsyncMax, matrixAsyncMaxPoints, matrixAsyncMaxPoints, o, d, n)
 	}
-	return false, worker.Invalidf(codeTooManyCells, "a route matrix of %d×%d = %d cells with %s is over Azure Maps' limits: beyond %d cells (or %d origins or destinations) it takes only travelMode driving or truck, departAt/arriveAt any, traffic historical, optimizeRoute fastest, and no avoid or vehicleSpec",
+	return false, worker.Invalidf(codeTooManyCells, "a route matrix of %d×%d = %d cells with %s is over Azure Maps' limits: beyond %d cells or %d origins or destinations it takes no option but travelMode driving or truck (departAt any, traffic historical, optimizeRoute fastest)",
 		o, d, n, strings.Join(matrixExtras(r), ", "), matrixSyncMax, matrixSyncMaxPoints)
 }
 
@@ -414,10 +414,10 @@ func matrixExtras(r *maps.MatrixRequest) []string {
 		out = append(out, "travelMode walking")
 	}
 	if !matrixTimeAny(r.DepartAt) {
-		out = append(out, "departAt "+r.DepartAt)
+		out = append(out, "departAt")
 	}
 	if !matrixTimeAny(r.ArriveAt) {
-		out = append(out, "arriveAt "+r.ArriveAt)
+		out = append(out, "arriveAt")
 	}
 	if r.Traffic == "live" {
 		out = append(out, "traffic live")

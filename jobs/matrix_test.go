@@ -132,6 +132,7 @@ func TestMatrixCellLimits(t *testing.T) {
 		{"2500 with a time: async in the box", 50, 50, `"departAt":"2026-12-01T08:00:00Z"`, "", true},
 		{"2501 with a time: too many", 41, 61, `"departAt":"2026-12-01T08:00:00Z"`, codeTooManyCells, false},
 		{"3000 walking: too many", 50, 60, `"travelMode":"walking"`, codeTooManyCells, false},
+		{"3000 with everything: too many", 50, 60, `"travelMode":"truck","departAt":"2026-12-01T08:00:00.123456789+05:30","traffic":"live","optimizeRoute":"shortest","avoid":["tollRoads"],"vehicleSpec":{"height":4}`, codeTooManyCells, false},
 		{"3000 shortest: too many", 50, 60, `"optimizeRoute":"shortest"`, codeTooManyCells, false},
 		{"1001 origins with avoid: too many", 1001, 1, `"avoid":["tollRoads"]`, codeTooManyCells, false},
 		{"50000 plain: async", 250, 200, "", "", true},
@@ -145,6 +146,9 @@ func TestMatrixCellLimits(t *testing.T) {
 			if tt.code != "" {
 				if worker.CodeOf(err) != tt.code {
 					t.Fatalf("err %v, want %s", err, tt.code)
+				}
+				if len(err.Error()) > 400 { // FuzzDecode's bound
+					t.Errorf("a message of %d bytes: %v", len(err.Error()), err)
 				}
 				return
 			}
