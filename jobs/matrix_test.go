@@ -372,7 +372,7 @@ func TestMatrixAsyncRun(t *testing.T) {
 	}
 	small, _ := h.Decode(matrixJSON("", 2, 2, ""), "m")
 	if small.(worker.LongRunner).TryTimeout() != matrixSyncTry {
-		t.Error("a sync matrix has the engine's 30 s")
+		t.Errorf("a sync matrix bounds its try at %v, want %v", small.(worker.LongRunner).TryTimeout(), matrixSyncTry)
 	}
 }
 
