@@ -13,7 +13,7 @@ import (
 // mark every error invalid with a short message, and must never let a Task
 // carry a name that is not a valid id and kind.
 func FuzzDecode(f *testing.F) {
-	kinds := []string{KindGeocode, KindReverseGeocode, KindRoute}
+	kinds := KindNames()
 	h := NewHandler(nil, nil)
 	f.Fuzz(func(t *testing.T, body []byte, messageID string) {
 		task, err := h.Decode(body, messageID)

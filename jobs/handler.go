@@ -1,5 +1,6 @@
 // Package jobs turns queue messages into Azure Maps requests. It decodes and
-// validates the three kinds of request (geocode, reverse-geocode, route),
+// validates the kinds of request (geocode, reverse-geocode, route,
+// route-matrix; one file each, listed in kind.go),
 // runs them against Azure Maps and sorts every failure into one of the
 // worker's error classes. It knows nothing of queues: the worker engine hands
 // it a message body and gets back a [worker.Task] or a classified error.
@@ -13,7 +14,7 @@
 //	InvalidJSON           the body is not one JSON object
 //	InvalidID             the id is not 1-128 of [A-Za-z0-9._-] not starting with '.'
 //	MissingField          a required field is absent, null or blank
-//	UnknownKind           the kind is not geocode, reverse-geocode or route
+//	UnknownKind           the kind is not one of KindNames
 //	WrongType             a field has the wrong JSON type ("top": "1")
 //	OutOfRange            a number is out of its range, or overflows a float64
 //	TooLong               a text field is longer than 2048 characters
@@ -21,10 +22,13 @@
 //	ConflictingParameters fields that cannot be used together
 //	TooFewWaypoints       a route with fewer than 2 waypoints
 //	TooManyWaypoints      a route with more waypoints than its travel mode allows
+//	TooManyCells          a route matrix larger than the matrix APIs take
 //
 // A failed run carries the error code of Azure Maps' answer ("400 BadRequest",
 // "Unauthorized") or one of TokenUnavailable, Canceled, Timeout, NetworkError,
-// MapsCallFailed and BadResponse (a 2xx answer the worker cannot read).
+// MapsCallFailed and BadResponse (a 2xx answer the worker cannot read); a
+// route matrix's asynchronous operation adds OperationFailed, OperationLost
+// and CheckpointUnavailable.
 package jobs
 
 import (
@@ -69,6 +73,12 @@ type HandlerOptions struct {
 	// BatchMax is the most items in one batch, up to and by default
 	// DefaultBatchMax.
 	BatchMax int
+
+	// Checkpoints keep the state of long-running requests (an asynchronous
+	// route matrix's operation) across deliveries, so that a crash or a
+	// stop resumes the operation instead of submitting and paying for it
+	// again. Nil keeps them in this process only.
+	Checkpoints Checkpoints
 }
 
 // Handler decodes request messages into tasks that call Azure Maps.
@@ -89,6 +99,7 @@ func NewHandler(m Maps, opts *HandlerOptions) *Handler {
 			h.maxBody = opts.MaxBodyBytes
 		}
 		e.batch, e.batchMax = opts.Batch, opts.BatchMax
+		e.checkpoints = opts.Checkpoints
 	}
 	h.kinds = buildKinds(e)
 	return h
