@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -11,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"mapsworker/internal/redact"
 )
 
 // Span attributes of an HTTP call, as the Azure SDK's own spans name them.
@@ -67,7 +68,7 @@ func (p *callPolicy) Do(req *policy.Request) (*http.Response, error) {
 		ctx, span = p.t.tracer.Start(raw.Context(), name, trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(
 				attribute.String("http.request.method", raw.Method),
-				attribute.String("url.full", redacted(raw.URL)),
+				attribute.String("url.full", redact.URL(raw.URL.String())),
 				attribute.String("server.address", raw.URL.Hostname())))
 		if api != "" {
 			span.SetAttributes(attribute.String(AttrMapsAPI, api))
@@ -113,12 +114,4 @@ func (t *Telemetry) recordMapsCall(api string, resp *http.Response, d time.Durat
 	}
 	t.inst.mapsRequests.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(a, status)))
 	t.inst.mapsDuration.Record(ctx, d.Seconds(), metric.WithAttributeSet(attribute.NewSet(a)))
-}
-
-// redacted is u without its query, which may hold a SAS signature or a
-// subscription key.
-func redacted(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.Fragment, c.User = "", "", nil
-	return c.String()
 }
