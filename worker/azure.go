@@ -23,6 +23,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2/queueerror"
+
+	"mapsworker/internal/redact"
 )
 
 // Storage is the engine's view of an Azure Storage account: the request
@@ -33,16 +35,24 @@ type Storage struct {
 	Poison    *AzureQueue
 	results   *container.Client
 	Results   *AzureResults
+	blobURL   string
 	queueName string
 	container string
 }
 
+// The names of the request queue and the results container where the
+// configuration gives none.
+const (
+	DefaultQueue     = "maps-requests"
+	DefaultContainer = "maps-results"
+)
+
 // StorageOptions configure NewStorage.
 type StorageOptions struct {
 	// Queue is the request queue; the poison queue is Queue + "-poison".
-	// Default "maps-requests".
+	// Default DefaultQueue.
 	Queue string
-	// Container holds the results. Default "maps-results".
+	// Container holds the results. Default DefaultContainer.
 	Container string
 	// ClientOptions apply to both clients (transport, retry, logging). A
 	// zero Retry.TryTimeout becomes DefaultStorageTryTimeout, and a nil
@@ -88,7 +98,7 @@ func NoRedirectClient() *http.Client {
 }
 
 func (o *StorageOptions) names() (queue, container string) {
-	queue, container = "maps-requests", "maps-results"
+	queue, container = DefaultQueue, DefaultContainer
 	if o != nil && o.Queue != "" {
 		queue = o.Queue
 	}
@@ -137,6 +147,7 @@ func newStorage(qs *azqueue.ServiceClient, bs *azblob.Client, opts *StorageOptio
 		Poison:    &AzureQueue{c: qs.NewQueueClient(qn + "-poison"), name: qn + "-poison"},
 		results:   cc,
 		Results:   &AzureResults{c: cc},
+		blobURL:   bs.URL(),
 		queueName: qn,
 		container: cn,
 	}
@@ -186,7 +197,8 @@ type AzureQueue struct {
 // Name returns the queue's name.
 func (q *AzureQueue) Name() string { return q.name }
 
-// Client returns the underlying azqueue client, for operator commands.
+// Client returns the underlying azqueue client, for tests and tools that
+// need more of the service than Storage offers.
 func (q *AzureQueue) Client() *azqueue.QueueClient { return q.c }
 
 // Receive implements Queue.
@@ -294,7 +306,8 @@ type AzureResults struct {
 	c *container.Client
 }
 
-// Client returns the underlying container client, for operator commands.
+// Client returns the underlying container client, for tests and tools that
+// need more of the service than Storage offers.
 func (r *AzureResults) Client() *container.Client { return r.c }
 
 // statusKey is the blob metadata that tells a failed result from a
@@ -424,7 +437,7 @@ func redactErr(err error) error {
 		if errors.As(err, &ue) {
 			// A transport error names the request URL, whose query may
 			// hold a SAS signature or a pop receipt.
-			return &cleanErr{msg: "storage " + ue.Op + " " + withoutQuery(ue.URL) + ": " + ue.Err.Error(), err: err}
+			return &cleanErr{msg: "storage " + ue.Op + " " + redact.URL(ue.URL) + ": " + redact.Text(ue.Err.Error()), err: err}
 		}
 		return err
 	}
@@ -470,15 +483,6 @@ type cleanErr struct {
 
 func (e *cleanErr) Error() string { return e.msg }
 func (e *cleanErr) Unwrap() error { return e.err }
-
-func withoutQuery(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<url>"
-	}
-	u.RawQuery, u.User = "", nil
-	return u.String()
-}
 
 func seconds(d time.Duration, floor int32) int32 {
 	s := int32((d + time.Second - 1) / time.Second)

@@ -87,7 +87,7 @@ func ResultName(kind, id string) string { return kind + "/" + id + ".json" }
 // IsResult reports whether a blob of the results container is a result,
 // not one of the engine's own: status documents, spilled poison texts.
 func IsResult(name string) bool {
-	for _, p := range [...]string{statusPrefix, poisonTextPrefix, "mapsworker-probe/", "_check/"} {
+	for _, p := range [...]string{statusPrefix, poisonTextPrefix, "mapsworker-probe/", checkPrefix} {
 		if strings.HasPrefix(name, p) {
 			return false
 		}

@@ -11,15 +11,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 )
 
-// PoisonMessage is one message of the poison queue, as replay sees it.
-type PoisonMessage struct {
-	// Envelope is the message's envelope; a text that is not a mapsworker
-	// envelope (moved there by another tool) is its own original text.
-	Envelope Envelope
-	// ID is the poison queue's id for the message.
-	ID string
-}
-
 // DecodeEnvelope reads the text of a poison message.
 func DecodeEnvelope(text, messageID string) Envelope {
 	var env Envelope
