@@ -35,10 +35,13 @@ $(AZURITE): azurite/package.json azurite/package-lock.json
 	@$(call progress,installing Azurite,cd azurite && npm ci --no-audit --no-fund --loglevel=error)
 	@touch $@
 
-# build writes bin/mapsworker and bin/localrun (make run's orchestrator).
+# build writes bin/mapsworker, and for make run bin/localrun (its
+# orchestrator) and bin/mapsdev (the development tools: `mapsdev emulate`
+# serves the local Azure Maps emulator, which the worker's binary does not
+# carry).
 build:
-	@echo "==> building bin/mapsworker and bin/localrun (go build; the first time a minute or two)"
-	@$(call progress,compiling,$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/mapsworker ./cmd/localrun)
+	@echo "==> building bin/mapsworker, bin/localrun and bin/mapsdev (go build; the first time a minute or two)"
+	@$(call progress,compiling,$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/mapsworker ./cmd/localrun ./cmd/mapsdev)
 
 # STATIC builds a static linux/amd64 binary (CGO_ENABLED=0: no libc, so a
 # distroless/static image runs it): the Linux WebJob's and the image's.
@@ -47,6 +50,7 @@ STATIC = GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$
 # package cross-builds the WebJob zips for App Service: Windows
 # (dist/mapsworker-webjob.zip: run.cmd, settings.job, mapsworker.exe) and
 # Linux (dist/mapsworker-webjob-linux.zip: run.sh, settings.job, mapsworker).
+# They hold the worker alone: no development tool, no emulator.
 package: image-bin
 	mkdir -p dist/webjob dist/webjob-linux
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/webjob/mapsworker.exe ./cmd/mapsworker
@@ -62,8 +66,9 @@ package: image-bin
 image-bin:
 	$(STATIC) -o dist/image/mapsworker ./cmd/mapsworker
 
-# run starts Azurite, the Azure Maps emulator and the worker, enqueues sample
-# requests of every kind, prints their results, and runs until Ctrl-C.
+# run starts Azurite, the Azure Maps emulator (bin/mapsdev emulate) and the
+# worker, enqueues sample requests of every kind, prints their results, and
+# runs until Ctrl-C.
 run: deps build
 	@bin/localrun
 

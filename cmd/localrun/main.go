@@ -1,5 +1,6 @@
 // Command localrun is `make run`: it starts Azurite, the local Azure Maps
-// emulator (with its managed identity token endpoint) and bin/mapsworker run,
+// emulator with its managed identity token endpoint (bin/mapsdev emulate:
+// the worker's binary carries no emulator) and bin/mapsworker run,
 // enqueues the sample requests of docs/samples.jsonl with `mapsworker
 // enqueue`, prints their results as a table, and keeps the worker running
 // until Ctrl-C. It then stops every process it started and exits 0.
@@ -13,6 +14,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,13 +28,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
-
 	"mapsworker/internal/azurite"
 	"mapsworker/internal/azurite/procgroup"
 	"mapsworker/jobs"
-	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 )
 
@@ -47,10 +45,16 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	binFlag := flag.String("bin", "bin/mapsworker", "the mapsworker binary")
+	devFlag := flag.String("dev", "", "the mapsdev binary, whose `emulate` serves the Azure Maps emulator (default: mapsdev beside -bin)")
 	samples := flag.String("samples", "docs/samples.jsonl", "the requests to enqueue")
 	stateFlag := flag.String("state", ".run", "where the emulator's certificate and the settings file go")
 	flag.Parse()
 	bin, _ := filepath.Abs(*binFlag)
+	dev := *devFlag
+	if dev == "" {
+		dev = filepath.Join(filepath.Dir(bin), "mapsdev"+filepath.Ext(bin))
+	}
+	dev, _ = filepath.Abs(dev)
 	stateDir, _ := filepath.Abs(*stateFlag)
 	release, err := claim(stateDir, *stateFlag)
 	if err != nil {
@@ -77,32 +81,29 @@ func run() error {
 		return err
 	}
 
-	fmt.Println("starting the Azure Maps emulator and managed identity endpoint…")
-	emu, err := mapstest.Start(&mapstest.Options{CertDir: stateDir})
+	fmt.Printf("starting the Azure Maps emulator and managed identity endpoint (%s emulate)…\n", filepath.Base(dev))
+	emu, emuEnv, err := startEmulator(dev, stateDir)
 	if err != nil {
 		return err
 	}
-	defer emu.Close()
+	defer emu.stop(10 * time.Second)
 
-	env := append(os.Environ(),
-		"AzureWebJobsStorage="+az.ConnectionString(),
-		"AZURE_MAPS_ENDPOINT="+emu.URL,
-		"AZURE_MAPS_CLIENT_ID="+emu.ClientID,
-		"IDENTITY_ENDPOINT="+emu.IdentityEndpoint,
-		"IDENTITY_HEADER="+emu.IdentityHeader,
-		"SSL_CERT_FILE="+emu.CAFile(),
-		// A request typed in another terminal is picked up within a
-		// second; polling a local Azurite costs nothing.
-		"MAPS_MAX_POLL_INTERVAL=1s",
-	)
-	fmt.Printf("  storage  %s\n  maps     %s\n  identity %s\n\n", az.QueueURL(), emu.URL, emu.IdentityEndpoint)
+	env := append(os.Environ(), "AzureWebJobsStorage="+az.ConnectionString())
+	for _, k := range emulatorSettings {
+		env = append(env, k+"="+emuEnv[k])
+	}
+	// A request typed in another terminal is picked up within a second;
+	// polling a local Azurite costs nothing.
+	env = append(env, "MAPS_MAX_POLL_INTERVAL=1s")
+	fmt.Printf("  storage  %s\n  maps     %s\n  identity %s\n\n", az.QueueURL(), emuEnv["AZURE_MAPS_ENDPOINT"], emuEnv["IDENTITY_ENDPOINT"])
 
 	fmt.Printf("starting the worker (%s run)…\n", *binFlag)
-	w, err := startWorker(bin, env)
+	w, err := startChild("the worker", bin, []string{"run"}, env, "worker | ", nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("starting the worker: %w", err)
 	}
-	defer w.stop()
+	// The worker's drain budget is 45 s.
+	defer w.stop(time.Minute)
 
 	fmt.Printf("$ mapsworker enqueue --file %s\n", *samples)
 	enq := exec.Command(bin, "enqueue", "--file", *samples)
@@ -119,7 +120,7 @@ func run() error {
 	}
 
 	fmt.Println("waiting for their results…")
-	if err := printResults(ctx, az.ConnectionString(), kinds, w.exited); err != nil {
+	if err := printResults(ctx, st, kinds, w.exited); err != nil {
 		return err
 	}
 	if err := writeEnv(envFile, env[len(os.Environ()):]); err != nil {
@@ -139,48 +140,106 @@ func run() error {
 	return nil
 }
 
-// workerProc is `mapsworker run` in a process group of its own: a Ctrl-C
-// reaches this program alone, which then stops the worker as the WebJobs
+// child is a process localrun started, in a process group of its own: a
+// Ctrl-C reaches localrun alone, which then stops the child as the WebJobs
 // runner would, giving it its drain time.
-type workerProc struct {
+type child struct {
+	name   string // for the line that says it is being stopped; "" says nothing
 	cmd    *exec.Cmd
 	group  *procgroup.Group
 	exited chan error
 }
 
-func startWorker(bin string, env []string) (*workerProc, error) {
-	cmd := exec.Command(bin, "run")
+// startChild starts bin with args and env, its stderr (and its stdout,
+// unless stdout is set) printed line by line behind prefix. name is what
+// stop calls it.
+func startChild(name, bin string, args, env []string, prefix string, stdout io.Writer) (*child, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = prefixed("worker | "), prefixed("worker | ")
+	cmd.Stdout, cmd.Stderr = prefixed(prefix), prefixed(prefix)
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	g, err := procgroup.Start(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("starting the worker: %w", err)
+		return nil, err
 	}
-	w := &workerProc{cmd: cmd, group: g, exited: make(chan error, 1)}
-	go func() { w.exited <- cmd.Wait() }()
-	return w, nil
+	c := &child{name: name, cmd: cmd, group: g, exited: make(chan error, 1)}
+	go func() {
+		err := cmd.Wait()
+		// Whoever reads its output sees the end of it.
+		for _, w := range []io.Writer{cmd.Stdout, cmd.Stderr} {
+			if pw, ok := w.(*io.PipeWriter); ok {
+				pw.Close()
+			}
+		}
+		c.exited <- err
+	}()
+	return c, nil
 }
 
-// stop asks the worker to stop and waits for it up to a minute (its drain
-// budget is 45 s), then kills it.
-func (w *workerProc) stop() {
-	defer w.group.Release()
+// stop asks the child to stop and waits for it up to limit, then kills it.
+func (c *child) stop(limit time.Duration) {
+	defer c.group.Release()
 	select {
-	case err := <-w.exited:
-		w.exited <- err
+	case err := <-c.exited:
+		c.exited <- err
 		return
 	default:
 	}
-	fmt.Println("\nstopping the worker…")
-	limit := time.Minute
-	if w.group.Interrupt() != nil {
+	if c.name != "" {
+		fmt.Printf("\nstopping %s…\n", c.name)
+	}
+	if c.group.Interrupt() != nil {
 		limit = 0
 	}
 	select {
-	case <-w.exited:
+	case <-c.exited:
 	case <-time.After(limit):
-		w.group.Kill()
-		<-w.exited
+		c.group.Kill()
+		<-c.exited
+	}
+}
+
+// emulatorSettings are the settings `mapsdev emulate` prints, the last one
+// last.
+var emulatorSettings = []string{"AZURE_MAPS_ENDPOINT", "AZURE_MAPS_CLIENT_ID", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "SSL_CERT_FILE"}
+
+// startEmulator runs `mapsdev emulate`, its certificate kept in stateDir,
+// and returns the settings it prints once it serves.
+func startEmulator(dev, stateDir string) (*child, map[string]string, error) {
+	pr, pw := io.Pipe()
+	c, err := startChild("", dev, []string{"emulate", "--cert-dir", stateDir}, os.Environ(), "emulator | ", pw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the Azure Maps emulator (%s; `make build` builds it): %w", dev, err)
+	}
+	got := make(chan map[string]string, 1)
+	go func() {
+		env := map[string]string{}
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+				env[k] = v
+			}
+			if _, ok := env[emulatorSettings[len(emulatorSettings)-1]]; ok {
+				break
+			}
+		}
+		got <- env
+		io.Copy(io.Discard, pr) // whatever else it says
+	}()
+	select {
+	case env := <-got:
+		for _, k := range emulatorSettings {
+			if env[k] == "" {
+				c.stop(0)
+				return nil, nil, fmt.Errorf("the Azure Maps emulator stopped before it printed %s", k)
+			}
+		}
+		return c, env, nil
+	case <-time.After(30 * time.Second):
+		c.stop(0)
+		return nil, nil, errors.New("the Azure Maps emulator did not start within 30 s")
 	}
 }
 
@@ -204,12 +263,7 @@ func sampleKinds(path string) ([]sample, error) {
 }
 
 // printResults waits for each sample's result and prints them as a table.
-func printResults(ctx context.Context, conn string, samples []sample, exited chan error) error {
-	client, err := azblob.NewClientFromConnectionString(conn, nil)
-	if err != nil {
-		return err
-	}
-	c := client.ServiceClient().NewContainerClient("maps-results")
+func printResults(ctx context.Context, st *worker.Storage, samples []sample, exited chan error) error {
 	results := make([]*worker.Result, len(samples))
 	deadline := time.Now().Add(60 * time.Second)
 	for pending := len(samples); pending > 0 && time.Now().Before(deadline); {
@@ -225,20 +279,15 @@ func printResults(ctx context.Context, conn string, samples []sample, exited cha
 			if results[i] != nil {
 				continue
 			}
-			resp, err := c.NewBlobClient(worker.ResultName(s.kind, s.id)).DownloadStream(ctx, nil)
-			if err != nil {
-				if !bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-					return err
-				}
+			r, _, err := st.Result(ctx, s.kind, s.id)
+			switch {
+			case errors.Is(err, worker.ErrNoResult):
 				continue
+			case err != nil:
+				return err
 			}
-			var r worker.Result
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if json.Unmarshal(b, &r) == nil {
-				results[i] = &r
-				pending--
-			}
+			results[i] = r
+			pending--
 		}
 	}
 	fmt.Println()

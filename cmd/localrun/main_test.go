@@ -29,6 +29,11 @@ func TestMakeRun(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../mapsworker").CombinedOutput(); err != nil {
 		t.Fatalf("build mapsworker: %v\n%s", err, out)
 	}
+	// The emulator is mapsdev's, found beside the worker's binary.
+	dev := filepath.Join(dir, "mapsdev"+exe)
+	if out, err := exec.Command("go", "build", "-o", dev, "../mapsdev").CombinedOutput(); err != nil {
+		t.Fatalf("build mapsdev: %v\n%s", err, out)
+	}
 	localrun := filepath.Join(dir, "localrun"+exe)
 	if out, err := exec.Command("go", "build", "-o", localrun, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build localrun: %v\n%s", err, out)
@@ -97,6 +102,9 @@ func TestMakeRun(t *testing.T) {
 	if pids, ok := processesRunning(bin); ok && len(pids) != 1 {
 		t.Fatalf("want the worker running before Ctrl-C, found %v", pids)
 	}
+	if pids, ok := processesRunning(dev); ok && len(pids) != 1 {
+		t.Fatalf("want the emulator (mapsdev emulate) running before Ctrl-C, found %v", pids)
+	}
 	if _, err := os.Stat(filepath.Join(state, "env")); err != nil {
 		t.Errorf("no settings file while it runs: %v", err)
 	}
@@ -126,6 +134,9 @@ func TestMakeRun(t *testing.T) {
 	}
 	if pids, _ := processesRunning(bin); len(pids) > 0 {
 		t.Errorf("the worker is still running after Ctrl-C: pids %v", pids)
+	}
+	if pids, _ := processesRunning(dev); len(pids) > 0 {
+		t.Errorf("the emulator is still running after Ctrl-C: pids %v", pids)
 	}
 	for _, addr := range ports {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
