@@ -512,37 +512,6 @@ func TestIdentityStorageEndToEnd(t *testing.T) {
 	t.Logf("worker output:\n%s", p.out.String())
 }
 
-// TestIdentityStorageSettings: the settings as Azure Functions reads them.
-func TestIdentityStorageSettings(t *testing.T) {
-	t.Parallel()
-	env := func(kv ...string) func(string) string {
-		m := map[string]string{"AZURE_MAPS_CLIENT_ID": "c"}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return func(k string) string { return m[k] }
-	}
-	s, err := loadSettings(env("AzureWebJobsStorage__accountName", "acct", "AzureWebJobsStorage__clientId", "st-1"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.QueueServiceURI != "https://acct.queue.core.windows.net" || s.BlobServiceURI != "https://acct.blob.core.windows.net" || s.StorageClientID != "st-1" {
-		t.Errorf("accountName gives %q %q %q", s.QueueServiceURI, s.BlobServiceURI, s.StorageClientID)
-	}
-	for name, getenv := range map[string]func(string) string{
-		"both":      env("AzureWebJobsStorage", "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=k", "AzureWebJobsStorage__accountName", "acct"),
-		"one URI":   env("AzureWebJobsStorage__queueServiceUri", "https://a.queue.core.windows.net"),
-		"none":      env(),
-		"dev short": env("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
-	} {
-		if _, err := loadSettings(getenv, true); err == nil {
-			t.Errorf("%s: no error", name)
-		} else if _, ok := err.(*settingError); !ok || !strings.Contains(err.Error(), "AzureWebJobsStorage") {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-}
-
 // ---- 3. shared key from Key Vault ----------------------------------------
 
 // testVault is a local HTTPS Key Vault serving one secret with the 401
@@ -687,20 +656,6 @@ func TestVaultSharedKeyRotation(t *testing.T) {
 	t.Logf("Maps answers: %d ok, %d unauthorized; secret reads %d (challenges %d)", st.Status2xx, st.Unauthorized, vault.reads.Load(), vault.denied.Load())
 }
 
-// TestVaultRefreshOnlyForNonVaultHosts: the challenge-resource check stays on
-// for real vaults (an in-process check of the option vault.go chooses).
-func TestVaultLoopbackOnlyDisablesChallengeCheck(t *testing.T) {
-	t.Parallel()
-	for host, want := range map[string]bool{
-		"127.0.0.1": true, "::1": true, "localhost": true,
-		"myvault.vault.azure.net": false, "evil.example": false, "10.0.0.4": false,
-	} {
-		if got := isLoopbackHost(host); got != want {
-			t.Errorf("isLoopbackHost(%q) = %v", host, got)
-		}
-	}
-}
-
 // ---- 4. transport ----------------------------------------------------------
 
 // TestTransportRefusesPlainHTTP: a credential is never sent over plain HTTP;
@@ -791,78 +746,5 @@ func TestTransportHostFixed(t *testing.T) {
 	// The ids that look like paths are refused before any call.
 	if env := te.poisoned(); len(env) != 2 {
 		t.Errorf("poisoned %d, want the 2 bad ids: %+v", len(env), env)
-	}
-}
-
-// TestCredentialChoiceSettings: which credential each combination of
-// settings gives, without a network (the choice is explicit: no chain).
-func TestCredentialChoiceSettings(t *testing.T) {
-	t.Parallel()
-	certPath, _ := clientCertificate(t)
-	token := filepath.Join(t.TempDir(), "azure-identity-token")
-	writeFile(t, token, []byte("eyJ.e30.sig"))
-	cases := []struct {
-		name     string
-		env      map[string]string
-		kind, id string
-		bad      string // the setting named by a configuration error
-	}{
-		{"nothing", nil, "managed-identity (system-assigned)", "", ""},
-		{"client id", map[string]string{"AZURE_CLIENT_ID": "ua-1"}, "managed-identity (user-assigned)", "ua-1", ""},
-		{"tenant and client id, no secret", map[string]string{"AZURE_CLIENT_ID": "ua-2", "AZURE_TENANT_ID": "t"}, "managed-identity (user-assigned)", "ua-2", ""},
-		{"secret", map[string]string{"AZURE_CLIENT_ID": "sp-1", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "service-principal (client secret)", "sp-1", ""},
-		{"certificate", map[string]string{"AZURE_CLIENT_ID": "sp-2", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_CERTIFICATE_PATH": certPath}, "service-principal (certificate)", "sp-2", ""},
-		{"secret without tenant", map[string]string{"AZURE_CLIENT_ID": "sp-3", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "", "", "AZURE_TENANT_ID"},
-		{"secret and certificate", map[string]string{"AZURE_CLIENT_ID": "sp-4", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret", "AZURE_CLIENT_CERTIFICATE_PATH": certPath}, "", "", "AZURE_CLIENT_SECRET"},
-		{"unreadable certificate", map[string]string{"AZURE_CLIENT_ID": "sp-5", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_CERTIFICATE_PATH": "/nonexistent.pem"}, "", "", "AZURE_CLIENT_CERTIFICATE_PATH"},
-		// Workload identity: after the service principal, before the
-		// managed identity, as DefaultAzureCredential orders them.
-		{"federated token", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-1", "AZURE_TENANT_ID": "t"}, kindWorkload, "wl-1", ""},
-		{"federated token and a secret", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "sp-6", "AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "xyzzy-secret"}, "service-principal (client secret)", "sp-6", ""},
-		{"federated token without tenant", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_CLIENT_ID": "wl-2"}, "", "", "AZURE_TENANT_ID"},
-		{"federated token without client id", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": token, "AZURE_TENANT_ID": "t"}, "", "", "AZURE_TENANT_ID"},
-		{"unreadable federated token", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/token", "AZURE_CLIENT_ID": "wl-3", "AZURE_TENANT_ID": "t"}, "", "", "AZURE_FEDERATED_TOKEN_FILE"},
-	}
-	for _, tc := range cases {
-		getenv := func(k string) string {
-			switch k {
-			case "AzureWebJobsStorage":
-				return "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net"
-			case "AZURE_MAPS_CLIENT_ID":
-				return "maps"
-			}
-			return tc.env[k]
-		}
-		s, err := loadSettings(getenv, true)
-		var id *identity
-		if err == nil {
-			id, err = newIdentity(s)
-		}
-		if tc.bad != "" {
-			se, ok := err.(*settingError)
-			if !ok || se.name != tc.bad || strings.Contains(err.Error(), "xyzzy-secret") {
-				t.Errorf("%s: error %v, want a configuration error naming %s", tc.name, err, tc.bad)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if id.kind != tc.kind || id.clientID != tc.id {
-			t.Errorf("%s: %s %q, want %s %q", tc.name, id.kind, id.clientID, tc.kind, tc.id)
-		}
-		// AzureWebJobsStorage__clientId is another identity of the same
-		// way in: a user-assigned managed identity, or under workload
-		// identity another identity trusting the same token.
-		s.StorageClientID = "st-1"
-		sid, err := storageIdentity(s, id)
-		want := "managed-identity (user-assigned)"
-		if id.kind == kindWorkload {
-			want = kindWorkload
-		}
-		if err != nil || sid.kind != want || sid.clientID != "st-1" {
-			t.Errorf("%s: storage identity %+v %v, want %s st-1", tc.name, sid, err, want)
-		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,12 +15,11 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
+	"mapsworker/internal/settings"
 	"mapsworker/jobs/maps"
+	"mapsworker/worker"
 )
 
 // checkStep is one line of `mapsworker check`.
@@ -41,10 +39,10 @@ func cmdCheck(args []string) error {
 	}
 	a, err := newApp(true)
 	if err != nil {
-		fmt.Printf("✗ settings: %s\n", redact(err.Error(), nil))
+		fmt.Printf("✗ settings: %s\n", redacted(err.Error()))
 		return &exitError{1, ""}
 	}
-	fmt.Printf("✓ settings: credential %s%s\n", a.id.kind, clientIDNote(a.id.clientID))
+	fmt.Printf("✓ settings: credential %s%s\n", a.id.Kind, clientIDNote(a.id.ClientID))
 	ok := runChecks(context.Background(), os.Stdout, a, checkSteps(a))
 	if !ok {
 		return &exitError{1, ""}
@@ -65,22 +63,22 @@ func checkSteps(a *app) []checkStep {
 	var steps []checkStep
 	if s.StorageConnection == "" {
 		steps = append(steps, checkStep{"token for Azure Storage", "", func(ctx context.Context) error {
-			sid, err := storageIdentity(s, a.id)
+			sid, err := s.StorageIdentity(a.id)
 			if err != nil {
 				return err
 			}
-			_, err = sid.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://storage.azure.com/.default"}})
+			_, err = sid.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{"https://storage.azure.com/.default"}})
 			return err
 		}})
 	}
 	if s.MapsKeySecretURI == "" {
 		steps = append(steps, checkStep{"token for Azure Maps", "", func(ctx context.Context) error {
-			_, err := a.id.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{maps.Scope}})
+			_, err := a.id.Credential.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{maps.Scope}})
 			return err
 		}})
 	} else {
 		steps = append(steps, checkStep{"Key Vault secret (Maps key)", "Key Vault Secrets User", func(ctx context.Context) error {
-			keys, err := newVaultKeys(s.MapsKeySecretURI, a.id.cred)
+			keys, err := settings.NewVaultKey(s.MapsKeySecretURI, a.id.Credential, nil)
 			if err != nil {
 				return err
 			}
@@ -88,10 +86,10 @@ func checkSteps(a *app) []checkStep {
 			return err
 		}})
 	}
-	reqQ := a.storage.Requests.Client()
+	reqQ := a.storage.Requests
 	steps = append(steps,
 		checkStep{"queue " + s.Queue + ": read", "Storage Queue Data Message Processor", func(ctx context.Context) error {
-			_, err := reqQ.PeekMessages(ctx, nil)
+			_, err := reqQ.Peek(ctx, 1)
 			return err
 		}},
 		// The probe message is enqueued invisible, so no worker takes it,
@@ -99,42 +97,34 @@ func checkSteps(a *app) []checkStep {
 		// second after it could become visible: if check dies before the
 		// delete, no worker ever sees it (and poisons it).
 		checkStep{"queue " + s.Queue + ": send, update, delete", "Storage Queue Data Contributor", func(ctx context.Context) error {
-			resp, err := enqueueProbe(ctx, reqQ, probe, probeHidden)
+			m, err := reqQ.EnqueueHidden(ctx, probe, probeHidden)
 			if err != nil {
 				return err
 			}
-			if len(resp.Messages) == 0 {
-				return errors.New("enqueue returned no message")
-			}
-			m := resp.Messages[0]
 			// Hidden to the same end: the update keeps it invisible until
 			// a second before it expires.
-			up, err := reqQ.UpdateMessage(ctx, *m.MessageID, *m.PopReceipt, probe, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(int32(probeHidden))})
+			pop, err := reqQ.Update(ctx, m.ID, m.PopReceipt, probe, probeHidden)
 			if err != nil {
 				return err
 			}
-			_, err = reqQ.DeleteMessage(ctx, *m.MessageID, *up.PopReceipt, nil)
-			return err
+			return reqQ.Delete(ctx, m.ID, pop)
 		}},
 		checkStep{"queue " + s.Queue + "-poison: send", "Storage Queue Data Message Sender", func(ctx context.Context) error {
-			pq := a.storage.Poison.Client()
-			resp, err := enqueueProbe(ctx, pq, probe, probeHidden)
+			pq := a.storage.Poison
+			m, err := pq.EnqueueHidden(ctx, probe, probeHidden)
 			if err != nil {
 				return err
 			}
-			if len(resp.Messages) > 0 {
-				// Tidy up where the role allows; a sender-only role expires it.
-				pq.DeleteMessage(ctx, *resp.Messages[0].MessageID, *resp.Messages[0].PopReceipt, nil)
-			}
+			// Tidy up where the role allows; a sender-only role expires it.
+			pq.Delete(ctx, m.ID, m.PopReceipt)
 			return nil
 		}},
 		checkStep{"container " + s.Container + ": write", "Storage Blob Data Contributor", func(ctx context.Context) error {
-			b := a.storage.Results.Client().NewBlockBlobClient("_check/" + probe + ".json")
-			if _, err := b.Upload(ctx, streaming.NopCloser(bytes.NewReader([]byte(`{"check":true}`))), nil); err != nil {
+			name := worker.ProbeName(probe)
+			if err := a.storage.Results.PutText(ctx, name, `{"check":true}`); err != nil {
 				return err
 			}
-			_, err := b.Delete(ctx, nil)
-			return err
+			return a.storage.Results.Delete(ctx, name)
 		}},
 		checkStep{"Azure Maps: geocode one address", "Azure Maps Data Reader", func(ctx context.Context) error {
 			client, err := a.mapsClient()
@@ -169,26 +159,26 @@ func runChecks(ctx context.Context, w io.Writer, a *app, steps []checkStep) bool
 func checkFix(st checkStep, err error, a *app) string {
 	principal := "the app's system-assigned managed identity"
 	switch {
-	case strings.HasPrefix(a.id.kind, "service-principal"):
-		principal = "the service principal with client id " + a.id.clientID
-	case a.id.clientID != "":
-		principal = "the identity with client id " + a.id.clientID
+	case isServicePrincipal(a.id):
+		principal = "the service principal with client id " + a.id.ClientID
+	case a.id.ClientID != "":
+		principal = "the identity with client id " + a.id.ClientID
 	}
-	if strings.HasPrefix(st.role, "Storage ") && a.s.StorageClientID != "" && a.s.StorageClientID != a.id.clientID {
+	if strings.HasPrefix(st.role, "Storage ") && a.s.StorageClientID != "" && a.s.StorageClientID != a.id.ClientID {
 		principal = "the storage identity with client id " + a.s.StorageClientID
 	}
-	var ve *vaultError
+	var ve *settings.VaultError
 	if errors.As(err, &ve) {
 		if st.role != "Key Vault Secrets User" {
 			return "the Maps key could not be read from Key Vault (see the Key Vault line)"
 		}
-		switch ve.status {
+		switch ve.StatusCode {
 		case http.StatusForbidden:
-			return fmt.Sprintf("403 %s: assign the role %q to %s on the vault (or the secret)", ve.code, st.role, principal)
+			return fmt.Sprintf("403 %s: assign the role %q to %s on the vault (or the secret)", ve.ErrorCode, st.role, principal)
 		case http.StatusNotFound:
-			return fmt.Sprintf("404 %s: no such secret; check AZURE_MAPS_KEY_SECRET_URI", ve.code)
+			return fmt.Sprintf("404 %s: no such secret; check AZURE_MAPS_KEY_SECRET_URI", ve.ErrorCode)
 		}
-		return ve.msg
+		return ve.Error()
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
@@ -225,11 +215,11 @@ func checkFix(st checkStep, err error, a *app) string {
 		if errors.As(err, &afe) && afe.RawResponse != nil {
 			why = fmt.Sprintf("%s: the token endpoint answered %s", strings.TrimRight(strings.TrimSpace(why), "."), afe.RawResponse.Status)
 		}
-		hint := "on App Service: is the identity enabled" + clientIDHint(a.id.clientID) + "? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate"
+		hint := "on App Service: is the identity enabled" + clientIDHint(a.id.ClientID) + "? off Azure: set AZURE_TENANT_ID, AZURE_CLIENT_ID and a secret or certificate"
 		switch {
-		case strings.HasPrefix(a.id.kind, "service-principal"):
+		case isServicePrincipal(a.id):
 			hint = "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the secret or certificate is the app registration's and not expired"
-		case a.id.kind == kindWorkload:
+		case a.id.Kind == settings.KindWorkload:
 			hint = "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the identity's federated credential: issuer, subject system:serviceaccount:NAMESPACE:NAME, audience api://AzureADTokenExchange"
 		}
 		return "no token: " + why + " (" + hint + ")"
@@ -250,14 +240,12 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// probeHidden is how long check's probe messages stay invisible (seconds);
-// they expire one second later.
-const probeHidden = 600
+// probeHidden is how long check's probe messages stay invisible; they
+// expire a second later.
+const probeHidden = 600 * time.Second
 
-// enqueueProbe sends check's probe message, invisible for hidden seconds
-// and expiring a second later.
-func enqueueProbe(ctx context.Context, q *azqueue.QueueClient, text string, hidden int32) (azqueue.EnqueueMessagesResponse, error) {
-	return q.EnqueueMessage(ctx, text, &azqueue.EnqueueMessageOptions{
-		VisibilityTimeout: to.Ptr(hidden), TimeToLive: to.Ptr(hidden + 1),
-	})
+// isServicePrincipal reports whether id is a service principal's, with a
+// secret or a certificate.
+func isServicePrincipal(id *settings.Identity) bool {
+	return id.Kind == settings.KindClientSecret || id.Kind == settings.KindCertificate
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mapsworker/internal/settings"
 )
 
 // The deploy recipes cannot be applied here; these tests hold their names
@@ -243,7 +245,7 @@ func TestDeployImage(t *testing.T) {
 // checkContainer checks a container's settings against the code and the
 // README, its command line against `run`'s flags, and returns the settings
 // and limits it runs with.
-func checkContainer(t *testing.T, c manifestContainer) (*settings, *runLimits) {
+func checkContainer(t *testing.T, c manifestContainer) (*settings.Settings, *runLimits) {
 	t.Helper()
 	read, listed := settingNames(t), readmeSettings(t)
 	for name := range c.env {
@@ -254,7 +256,7 @@ func checkContainer(t *testing.T, c manifestContainer) (*settings, *runLimits) {
 			t.Errorf("%s sets %s, which README's settings table does not list", c.name, name)
 		}
 	}
-	s, err := loadSettings(func(k string) string { return c.env[k] }, true)
+	s, err := settings.Load(&settings.Options{Getenv: func(k string) string { return c.env[k] }, RequireMaps: true})
 	if err != nil {
 		t.Fatalf("the worker refuses the manifest's settings: %v", err)
 	}
@@ -308,11 +310,11 @@ func checkQueueMetadata(t *testing.T, md any, queue, account string) {
 	}
 }
 
-// settingNames are the environment variables loadSettings reads.
+// settingNames are the environment variables settings.Load reads.
 func settingNames(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
-	_, err := loadSettings(func(k string) string {
+	_, err := settings.Load(&settings.Options{RequireMaps: true, Getenv: func(k string) string {
 		names[k] = true
 		switch k {
 		case "AzureWebJobsStorage__accountName":
@@ -321,7 +323,7 @@ func settingNames(t *testing.T) map[string]bool {
 			return "maps"
 		}
 		return ""
-	}, true)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,11 +355,11 @@ func readmeSettings(t *testing.T) map[string]bool {
 }
 
 // defaultSettings are the settings with nothing but the required ones set.
-func defaultSettings(t *testing.T) *settings {
+func defaultSettings(t *testing.T) *settings.Settings {
 	t.Helper()
-	s, err := loadSettings(func(k string) string {
+	s, err := settings.Load(&settings.Options{RequireMaps: true, Getenv: func(k string) string {
 		return map[string]string{"AzureWebJobsStorage__accountName": "acct", "AZURE_MAPS_CLIENT_ID": "maps"}[k]
-	}, true)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

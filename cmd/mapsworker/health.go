@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"mapsworker/internal/settings"
 )
 
 // healthServer answers the probes of hosts that probe (Container Apps,
@@ -45,7 +47,7 @@ func healthHandler(ready readiness) http.Handler {
 func startHealth(addr string, ready readiness) (*healthServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, &settingError{"MAPS_HEALTH_ADDR", fmt.Sprintf("cannot listen on %q: %v", addr, err)}
+		return nil, &settings.Error{Name: "MAPS_HEALTH_ADDR", Problem: fmt.Sprintf("cannot listen on %q: %v", addr, err)}
 	}
 	h := &healthServer{
 		srv: &http.Server{Handler: healthHandler(ready), ReadHeaderTimeout: 5 * time.Second,

@@ -69,34 +69,6 @@ func TestHealthShutdown(t *testing.T) {
 	again.Shutdown(context.Background())
 }
 
-func TestHealthAddrSetting(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in, want string
-		bad      bool
-	}{
-		{"", "", false},
-		{":8080", ":8080", false},
-		{" 127.0.0.1:0 ", "127.0.0.1:0", false},
-		{"[::1]:9000", "[::1]:9000", false},
-		{"8080", "", true},
-		{"localhost:http", "", true},
-		{":70000", "", true},
-	}
-	for _, tt := range tests {
-		got, err := addrSetting(func(string) string { return tt.in }, "MAPS_HEALTH_ADDR")
-		if tt.bad {
-			if err == nil || !strings.HasPrefix(err.Error(), "MAPS_HEALTH_ADDR: ") {
-				t.Errorf("%q: %v, want an error naming the setting", tt.in, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("%q: %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
-
 // TestHealthEndpoint runs the worker with the endpoint on: ready while it
 // dequeues, not ready while an outage of Maps pauses it, ready again after,
 // and gone when the process has stopped. Off by default.

@@ -10,13 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"regexp"
-	"strconv"
-	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"mapsworker/internal/redact"
+	"mapsworker/internal/settings"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -41,7 +38,6 @@ func init() {
 		{"stats", "queue depths, oldest message, recent results", cmdStats, true},
 		{"status", "every instance's health; exit 1 when none is healthy", cmdStatus, true},
 		{"check", "try every dependency with the configured identity", cmdCheck, false},
-		{"emulate", "serve a local Azure Maps emulator and token endpoint (development)", cmdEmulate, false},
 		{"version", "print the version", cmdVersion, false},
 	}
 }
@@ -72,30 +68,37 @@ func runMain(args []string, stderr io.Writer) int {
 		if err == nil {
 			err = c.run(args[1:])
 		}
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		}
-		var se *settingError
-		if errors.As(err, &se) {
-			fmt.Fprintf(stderr, "mapsworker %s: configuration: %s\n", c.name, redact(se.Error(), nil))
-			return 3
-		}
-		var ee *exitError
-		if errors.As(err, &ee) {
-			if ee.msg != "" {
-				fmt.Fprintf(stderr, "mapsworker %s: %s\n", c.name, redact(ee.msg, nil))
-			}
-			return ee.code
-		}
-		fmt.Fprintf(stderr, "mapsworker %s: %s\n", c.name, redact(err.Error(), nil))
-		return 1
+		return exitStatus(stderr, c.name, err)
 	}
 	fmt.Fprintf(stderr, "mapsworker: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// exitStatus says what went wrong with command name, if anything, on one
+// line of stderr without a secret, and returns the command's exit status: 0,
+// exitSettings for a bad setting or flag, an exitError's own, or 1.
+func exitStatus(stderr io.Writer, name string, err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	var se *settings.Error
+	if errors.As(err, &se) {
+		fmt.Fprintf(stderr, "mapsworker %s: configuration: %s\n", name, redacted(se.Error()))
+		return exitSettings
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(stderr, "mapsworker %s: %s\n", name, redacted(ee.msg))
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "mapsworker %s: %s\n", name, redacted(err.Error()))
+	return 1
 }
 
 func cmdVersion(args []string) error {
@@ -144,48 +147,15 @@ func usageFor(fs *flag.FlagSet, synopsis, summary string, examples ...string) fu
 	}
 }
 
-var (
-	accountKeyRE = regexp.MustCompile(`(?i)(AccountKey|SharedAccessSignature|sig)=([^;&\s"]+)`)
-	bearerRE     = regexp.MustCompile(`(?i)(Bearer\s+)[A-Za-z0-9\-_.~+/=]+`)
-	urlRE        = regexp.MustCompile(`https?://[^\s"]+`)
-)
-
-// redact removes what could be a secret from text bound for a terminal or a
-// log: account keys and SAS signatures in connection strings and URLs,
-// bearer tokens, and the values of the secret settings.
-func redact(text string, s *settings) string {
-	text = accountKeyRE.ReplaceAllString(text, "$1=REDACTED")
-	text = bearerRE.ReplaceAllString(text, "${1}REDACTED")
-	for _, name := range []string{"AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AzureWebJobsStorage"} {
-		if v := os.Getenv(name); len(v) >= 8 {
-			text = strings.ReplaceAll(text, v, "REDACTED")
-		}
-	}
-	if s != nil && len(s.ClientSecret) >= 8 {
-		text = strings.ReplaceAll(text, s.ClientSecret, "REDACTED")
-	}
-	return text
+// redacted is text without the secrets it may hold, the values of the
+// secret settings in this process's environment included: it covers text
+// printed before the settings are loaded, or when they do not load.
+func redacted(text string) string {
+	return redact.Text(text, settings.Secrets(os.Getenv)...)
 }
 
-// shortErr is an error's first line with URL query strings removed: SDK
-// errors carry whole responses and request URLs.
+// shortErr is err on one line for the operator, without URL queries or
+// secrets (see redact.Error).
 func shortErr(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	var re *azcore.ResponseError
-	if errors.As(err, &re) && strings.HasPrefix(err.Error(), msg+"\n") {
-		// azcore's text is the request line, then the response: keep
-		// the request line and say what came back.
-		msg += ": " + strconv.Itoa(re.StatusCode)
-		if re.ErrorCode != "" {
-			msg += " " + re.ErrorCode
-		}
-	}
-	msg = urlRE.ReplaceAllStringFunc(msg, func(u string) string {
-		if p, err := url.Parse(u); err == nil {
-			p.RawQuery = ""
-			return p.String()
-		}
-		return "<url>"
-	})
-	return redact(msg, nil)
+	return redact.Error(err, settings.Secrets(os.Getenv)...)
 }

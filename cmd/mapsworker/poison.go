@@ -12,9 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
-
 	"mapsworker/jobs"
 	"mapsworker/worker"
 )
@@ -44,18 +41,6 @@ func cmdPoison(args []string) error {
 		return poisonPurge(args[1:])
 	}
 	return &exitError{2, fmt.Sprintf("unknown poison command %q: list, replay or purge", args[0])}
-}
-
-// poisoned is one message of the poison queue, decoded as far as it goes.
-type poisoned struct {
-	env      worker.Envelope
-	id, kind string
-}
-
-func decodePoisoned(text, msgID string) poisoned {
-	p := poisoned{env: worker.DecodeEnvelope(text, msgID)}
-	p.id, p.kind = requestIdentity(p.env)
-	return p
 }
 
 // requestIdentity reads the id and kind of a poisoned request (raw or
@@ -93,30 +78,25 @@ func poisonList(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	q := a.storage.Poison.Client()
-	props, err := q.GetProperties(ctx, nil)
+	total, err := a.storage.Poison.Depth(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+		return fmt.Errorf("reading the poison queue: %w", err)
 	}
-	resp, err := q.PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(32))})
+	msgs, err := a.storage.PeekPoison(ctx, 32)
 	if err != nil {
-		return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+		return err
 	}
 	if *asJSON {
-		for _, m := range resp.Messages {
-			fmt.Println(deref(m.MessageText))
+		for _, m := range msgs {
+			fmt.Println(m.Text)
 		}
 		return nil
 	}
-	total := int64(0)
-	if props.ApproximateMessagesCount != nil {
-		total = *props.ApproximateMessagesCount
-	}
-	printPoisonTable(os.Stdout, resp.Messages, total)
+	printPoisonTable(os.Stdout, msgs, total)
 	return nil
 }
 
-func printPoisonTable(out io.Writer, msgs []*azqueue.PeekedMessage, total int64) {
+func printPoisonTable(out io.Writer, msgs []worker.PoisonMessage, total int64) {
 	if len(msgs) == 0 {
 		fmt.Fprintln(out, "The poison queue is empty.")
 		return
@@ -124,16 +104,17 @@ func printPoisonTable(out io.Writer, msgs []*azqueue.PeekedMessage, total int64)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tKIND\tCLASS\tERROR\tDEQUEUES\tPOISONED AT")
 	for _, m := range msgs {
-		p := decodePoisoned(deref(m.MessageText), deref(m.MessageID))
+		env := m.Envelope
+		id, kind := requestIdentity(env)
 		when := ""
-		if !p.env.PoisonedAt.IsZero() {
-			when = p.env.PoisonedAt.Local().Format(time.DateTime)
+		if !env.PoisonedAt.IsZero() {
+			when = env.PoisonedAt.Local().Format(time.DateTime)
 		}
-		msg := p.env.Error.Message
-		if p.env.Error.Code != "" && !strings.Contains(msg, p.env.Error.Code) {
-			msg = p.env.Error.Code + ": " + msg
+		msg := env.Error.Message
+		if env.Error.Code != "" && !strings.Contains(msg, env.Error.Code) {
+			msg = env.Error.Code + ": " + msg
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.id, p.kind, p.env.Error.Class, clip(msg, 70), p.env.DequeueCount, when)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", id, kind, env.Error.Class, clip(msg, 70), env.DequeueCount, when)
 	}
 	w.Flush()
 	if total > int64(len(msgs)) {
@@ -184,20 +165,19 @@ func poisonPurge(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	q := a.storage.Poison.Client()
 	if !*yes {
-		props, err := q.GetProperties(ctx, nil)
+		n, err := a.storage.Poison.Depth(ctx)
 		if err != nil {
-			return fmt.Errorf("reading the poison queue: %s", shortErr(err))
+			return fmt.Errorf("reading the poison queue: %w", err)
 		}
-		fmt.Printf("Delete about %d message(s) from %s? Type yes: ", deref64(props.ApproximateMessagesCount), a.storage.Poison.Name())
+		fmt.Printf("Delete about %d message(s) from %s? Type yes: ", n, a.storage.Poison.Name())
 		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 		if strings.TrimSpace(answer) != "yes" {
 			return &exitError{1, "not purged"}
 		}
 	}
-	if _, err := q.ClearMessages(ctx, nil); err != nil {
-		return fmt.Errorf("purging: %s", shortErr(err))
+	if err := a.storage.PurgePoison(ctx); err != nil {
+		return err
 	}
 	fmt.Println("purged")
 	return nil
@@ -209,18 +189,4 @@ func clip(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-func deref64(n *int64) int64 {
-	if n == nil {
-		return 0
-	}
-	return *n
 }

@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"mapsworker/worker"
+	"mapsworker/internal/settings"
 )
 
 // reachTimeout bounds the check that the storage endpoints accept a
@@ -39,7 +39,7 @@ func (e *unreachableError) Error() string {
 // first that does not answer. Settings that do not load are left for the
 // command to report.
 func checkStorageReachable(ctx context.Context, getenv func(string) string) error {
-	s, err := loadSettings(getenv, false)
+	s, err := settings.Load(&settings.Options{Getenv: getenv})
 	if err != nil {
 		return nil
 	}
@@ -76,16 +76,19 @@ func checkStorageReachable(ctx context.Context, getenv func(string) string) erro
 
 // storageEndpoints returns the distinct queue and blob service URLs, and the
 // name of the setting they come from.
-func storageEndpoints(s *settings) ([]*url.URL, string, error) {
+func storageEndpoints(s *settings.Settings) ([]*url.URL, string, error) {
 	setting := "AzureWebJobsStorage__queueServiceUri and __blobServiceUri"
 	raw := []string{s.QueueServiceURI, s.BlobServiceURI}
 	if s.StorageConnection != "" {
 		setting = "AzureWebJobsStorage"
-		st, err := worker.NewStorageFromConnectionString(s.StorageConnection, &worker.StorageOptions{Queue: s.Queue, Container: s.Container})
+		// A connection string needs no identity; its endpoints are
+		// derived as the SDK derives them.
+		st, err := s.NewStorage(nil, nil)
 		if err != nil {
 			return nil, "", err
 		}
-		raw = []string{st.Requests.Client().URL(), st.Results.Client().URL()}
+		q, b := st.Endpoints()
+		raw = []string{q, b}
 	}
 	var out []*url.URL
 	seen := map[string]bool{}

@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 
 	"mapsworker/jobs"
 	"mapsworker/worker"
@@ -34,12 +33,12 @@ func cmdResult(args []string) error {
 	if err != nil {
 		return err
 	}
-	doc, r, err := fetchResult(context.Background(), a.storage, fs.Arg(0), fs.Arg(1))
+	r, doc, err := a.storage.Result(context.Background(), fs.Arg(0), fs.Arg(1))
+	if errors.Is(err, worker.ErrNoResult) {
+		return &exitError{4, fmt.Sprintf("no result for %s %s yet (still queued, in flight, or never sent)", fs.Arg(0), fs.Arg(1))}
+	}
 	if err != nil {
 		return err
-	}
-	if doc == nil {
-		return &exitError{4, fmt.Sprintf("no result for %s %s yet (still queued, in flight, or never sent)", fs.Arg(0), fs.Arg(1))}
 	}
 	if *asJSON {
 		os.Stdout.Write(doc)
@@ -51,28 +50,6 @@ func cmdResult(args []string) error {
 		return &exitError{1, ""}
 	}
 	return nil
-}
-
-// fetchResult reads a result document; (nil, nil, nil) when there is none.
-func fetchResult(ctx context.Context, st *worker.Storage, kind, id string) ([]byte, *worker.Result, error) {
-	resp, err := st.Results.Client().NewBlobClient(worker.ResultName(kind, id)).DownloadStream(ctx, nil)
-	if err != nil {
-		// No container yet (no worker has run) is no result yet, too.
-		if bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound) {
-			return nil, nil, nil
-		}
-		return nil, nil, fmt.Errorf("reading the result: %s", shortErr(err))
-	}
-	defer resp.Body.Close()
-	doc, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil, err
-	}
-	var r worker.Result
-	if err := json.Unmarshal(doc, &r); err != nil {
-		return nil, nil, fmt.Errorf("result document is not valid: %w", err)
-	}
-	return doc, &r, nil
 }
 
 func printResult(w io.Writer, r *worker.Result) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"mapsworker/internal/settings"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
@@ -22,9 +23,9 @@ import (
 
 // app is what the commands share: settings, logger, identity, storage.
 type app struct {
-	s       *settings
+	s       *settings.Settings
 	log     *slog.Logger
-	id      *identity
+	id      *settings.Identity
 	storage *worker.Storage
 	maps    *mapsCounter         // counts Maps calls for the summary line (run only)
 	tel     *telemetry.Telemetry // OpenTelemetry (run only; exports nothing unless OTEL_* say so)
@@ -33,12 +34,12 @@ type app struct {
 // newApp reads the settings and connects to storage; with needMaps it also
 // checks the Azure Maps settings.
 func newApp(needMaps bool) (*app, error) {
-	s, err := loadSettings(os.Getenv, needMaps)
+	s, err := settings.Load(&settings.Options{RequireMaps: needMaps})
 	if err != nil {
 		return nil, err
 	}
 	a := &app{s: s, log: newLogger(s)}
-	if a.id, err = newIdentity(s); err != nil {
+	if a.id, err = s.Identity(); err != nil {
 		return nil, err
 	}
 	if err := a.connect(); err != nil {
@@ -50,26 +51,21 @@ func newApp(needMaps bool) (*app, error) {
 // connect creates the storage clients, with policies added to their
 // pipelines (run's tracing).
 func (a *app) connect(policies ...policy.Policy) error {
-	s := a.s
-	opts := &worker.StorageOptions{Queue: s.Queue, Container: s.Container}
+	opts := &worker.StorageOptions{}
 	opts.ClientOptions.PerRetryPolicies = policies
 	var err error
-	if s.StorageConnection != "" {
-		a.storage, err = worker.NewStorageFromConnectionString(s.StorageConnection, opts)
-		if err != nil {
-			return &settingError{"AzureWebJobsStorage", "not a valid storage connection string"}
-		}
-		return nil
+	a.storage, err = a.s.NewStorage(a.id, opts)
+	return err
+}
+
+// newLogger is the log the settings ask for, on stdout: the WebJobs
+// dashboard's.
+func newLogger(s *settings.Settings) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: s.LogLevel}
+	if s.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
 	}
-	sid, err := storageIdentity(s, a.id)
-	if err != nil {
-		return err
-	}
-	a.storage, err = worker.NewStorage(s.QueueServiceURI, s.BlobServiceURI, sid.cred, opts)
-	if err != nil {
-		return &settingError{"AzureWebJobsStorage__queueServiceUri", safeErr(err, s)}
-	}
-	return nil
+	return slog.New(slog.NewTextHandler(os.Stdout, opts))
 }
 
 // mapsClient builds the Azure Maps client with the configured auth.
@@ -86,13 +82,13 @@ func (a *app) mapsClient() (*maps.Client, error) {
 		}
 	}
 	if a.s.MapsKeySecretURI != "" {
-		keys, err := newVaultKeys(a.s.MapsKeySecretURI, a.id.cred)
+		keys, err := settings.NewVaultKey(a.s.MapsKeySecretURI, a.id.Credential, nil)
 		if err != nil {
 			return nil, err
 		}
 		return maps.NewClientWithKey(a.s.MapsEndpoint, keys, opts)
 	}
-	return maps.NewClient(a.s.MapsEndpoint, a.id.cred, opts)
+	return maps.NewClient(a.s.MapsEndpoint, a.id.Credential, opts)
 }
 
 func cmdRun(args []string) error {
@@ -140,7 +136,7 @@ func runWorker(limits runLimits) error {
 	}
 	a.log.Info("mapsworker starting",
 		"version", version, "queue", s.Queue, "poisonQueue", s.Queue+"-poison", "container", s.Container,
-		"mapsEndpoint", s.MapsEndpoint, "mapsAuth", auth, "credential", a.id.kind, "clientId", a.id.clientID,
+		"mapsEndpoint", s.MapsEndpoint, "mapsAuth", auth, "credential", a.id.Kind, "clientId", a.id.ClientID,
 		"concurrency", s.Concurrency, "maxDequeueCount", s.MaxDequeueCount, "lease", s.Lease,
 		"maxPollInterval", s.MaxPollInterval, "drainTimeout", s.DrainTimeout,
 		"batch", s.Batch, "rateLimits", rateLimitsText(s.RateLimits))
@@ -188,8 +184,8 @@ func runWorker(limits runLimits) error {
 	})
 	a.tel.ObserveEngine(eng)
 	a.tel.ObserveQueues(map[string]telemetry.QueueStats{
-		"requests": func(ctx context.Context) (int64, time.Time, error) { return queueStats(ctx, a.storage.Requests) },
-		"poison":   func(ctx context.Context) (int64, time.Time, error) { return queueStats(ctx, a.storage.Poison) },
+		"requests": queueStats(a.storage.Requests),
+		"poison":   queueStats(a.storage.Poison),
 	})
 	defer func() {
 		// The export at a stop gets the exit's allowance: the runner's
@@ -297,6 +293,14 @@ func watchShutdownFile(parent context.Context, path string) (context.Context, co
 		}
 	}()
 	return ctx, cancel
+}
+
+// queueStats is the gauge callback of a queue's depth and oldest message.
+func queueStats(q *worker.AzureQueue) telemetry.QueueStats {
+	return func(ctx context.Context) (int64, time.Time, error) {
+		st, err := q.Stats(ctx)
+		return st.Depth, st.Oldest, err
+	}
 }
 
 // rateLimitsText describes the client-side Maps rate limits for the log.

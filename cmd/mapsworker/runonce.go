@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"mapsworker/internal/settings"
 	"mapsworker/worker"
 )
 
@@ -255,11 +256,11 @@ func (l runLimits) describe() []any {
 func (l runLimits) validate() error {
 	switch {
 	case l.IdleGrace < minIdleGrace:
-		return &settingError{"--idle-grace", fmt.Sprintf("%v is shorter than %v", l.IdleGrace, minIdleGrace)}
+		return &settings.Error{Name: "--idle-grace", Problem: fmt.Sprintf("%v is shorter than %v", l.IdleGrace, minIdleGrace)}
 	case l.MaxMessages < 0:
-		return &settingError{"--max-messages", "must not be negative"}
+		return &settings.Error{Name: "--max-messages", Problem: "must not be negative"}
 	case l.MaxDuration < 0:
-		return &settingError{"--max-duration", "must not be negative"}
+		return &settings.Error{Name: "--max-duration", Problem: "must not be negative"}
 	}
 	return nil
 }

@@ -43,11 +43,11 @@ func cmdStatus(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s", shortErr(err))
 	}
-	depth, oldest, err := queueStats(ctx, a.storage.Requests)
+	q, err := a.storage.Requests.Stats(ctx)
 	if err != nil {
 		return err
 	}
-	return reportStatus(os.Stdout, sts, depth, oldest, *maxAge, time.Now())
+	return reportStatus(os.Stdout, sts, q.Depth, q.Oldest, *maxAge, time.Now())
 }
 
 // reportStatus prints the instances and the queue, and returns an exit

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"mapsworker/internal/settings"
 )
 
 // lastCallsBudget is what a stop needs after the drain: the releases and
@@ -31,20 +33,20 @@ func checkDrain(drain time.Duration, dir string) error {
 		return nil
 	}
 	if err != nil {
-		return &settingError{"settings.job", "cannot be read: " + err.Error()}
+		return &settings.Error{Name: "settings.job", Problem: "cannot be read: " + err.Error()}
 	}
 	var job struct {
 		StoppingWaitTime *float64 `json:"stopping_wait_time"`
 	}
 	if err := json.Unmarshal(data, &job); err != nil {
-		return &settingError{"settings.job", "is not valid JSON: " + err.Error()}
+		return &settings.Error{Name: "settings.job", Problem: "is not valid JSON: " + err.Error()}
 	}
 	wait := defaultStoppingWait
 	if job.StoppingWaitTime != nil {
 		wait = time.Duration(*job.StoppingWaitTime * float64(time.Second))
 	}
 	if drain+lastCallsBudget > wait {
-		return &settingError{"MAPS_DRAIN_TIMEOUT", fmt.Sprintf(
+		return &settings.Error{Name: "MAPS_DRAIN_TIMEOUT", Problem: fmt.Sprintf(
 			"%v, plus %v for the last storage calls, does not fit in settings.job's stopping_wait_time of %v; lower it to at most %v or raise stopping_wait_time",
 			drain, lastCallsBudget, wait, max(wait-lastCallsBudget, 0))}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"mapsworker/internal/settings"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps/catalog"
 	"mapsworker/worker"
@@ -27,7 +28,7 @@ func newTelemetry(a *app) (*telemetry.Telemetry, error) {
 	})
 	var envErr *telemetry.EnvError
 	if errors.As(err, &envErr) {
-		return nil, &settingError{envErr.Name, envErr.Problem}
+		return nil, &settings.Error{Name: envErr.Name, Problem: envErr.Problem}
 	}
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mapsworker/internal/azurite/procgroup"
+	"mapsworker/internal/settings"
 )
 
 // TestWebJobFiles checks the files the Kudu WebJobs runner reads: run.cmd
@@ -45,23 +46,23 @@ func TestWebJobFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var settings map[string]any
-	if err := json.Unmarshal(raw, &settings); err != nil {
+	var job map[string]any
+	if err := json.Unmarshal(raw, &job); err != nil {
 		t.Fatalf("settings.job is not JSON: %v", err)
 	}
-	if v, ok := settings["is_singleton"].(bool); !ok || v {
-		t.Errorf("is_singleton = %#v, want the JSON boolean false (instances are competing consumers)", settings["is_singleton"])
+	if v, ok := job["is_singleton"].(bool); !ok || v {
+		t.Errorf("is_singleton = %#v, want the JSON boolean false (instances are competing consumers)", job["is_singleton"])
 	}
-	wait, ok := settings["stopping_wait_time"].(float64)
+	wait, ok := job["stopping_wait_time"].(float64)
 	if !ok || wait != float64(int(wait)) {
-		t.Fatalf("stopping_wait_time = %#v, want a JSON integer", settings["stopping_wait_time"])
+		t.Fatalf("stopping_wait_time = %#v, want a JSON integer", job["stopping_wait_time"])
 	}
-	s, err := loadSettings(func(k string) string {
+	s, err := settings.Load(&settings.Options{Getenv: func(k string) string {
 		if k == "AzureWebJobsStorage" {
 			return "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;"
 		}
 		return ""
-	}, false)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
