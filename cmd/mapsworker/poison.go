@@ -80,7 +80,7 @@ func poisonList(args []string) error {
 	ctx := context.Background()
 	total, err := a.storage.Poison.Depth(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the poison queue: %w", err)
+		return err // it names the queue
 	}
 	msgs, err := a.storage.PeekPoison(ctx, 32)
 	if err != nil {
@@ -168,7 +168,7 @@ func poisonPurge(args []string) error {
 	if !*yes {
 		n, err := a.storage.Poison.Depth(ctx)
 		if err != nil {
-			return fmt.Errorf("reading the poison queue: %w", err)
+			return err // it names the queue
 		}
 		fmt.Printf("Delete about %d message(s) from %s? Type yes: ", n, a.storage.Poison.Name())
 		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
