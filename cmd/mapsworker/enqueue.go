@@ -29,13 +29,14 @@ func cmdEnqueue(args []string) error {
 	mode := fs.String("mode", "", "route travel mode: driving, truck or walking")
 	top := fs.Int("top", 0, "geocode: number of matches (1-20)")
 	parallel := fs.Int("parallel", 16, "messages sent at once")
+	var examples []string
+	for _, e := range jobs.KindExamples() {
+		examples = append(examples, "mapsworker enqueue "+e)
+	}
+	examples = append(examples, `mapsworker enqueue --file requests.jsonl`, `cat requests.jsonl | mapsworker enqueue --file -`)
 	fs.Usage = usageFor(fs, "enqueue [flags] <kind> <args…> | enqueue --file requests.jsonl",
 		"Validate requests exactly as the worker does and send them to the request queue.\nPrints one line per message: the request id (the queue message id when the request has none).",
-		`mapsworker enqueue geocode "15127 NE 24th Street, Redmond, WA"`,
-		`mapsworker enqueue reverse-geocode 47.6303,-122.1387`,
-		`mapsworker enqueue route 47.6303,-122.1387 47.6101,-122.2015 --mode truck`,
-		`mapsworker enqueue --file requests.jsonl`,
-		`cat requests.jsonl | mapsworker enqueue --file -`)
+		examples...)
 	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"mapsworker/internal/azurite"
 	"mapsworker/internal/azurite/azuritetest"
 	"mapsworker/internal/azurite/procgroup"
+	"mapsworker/jobs/maps/catalog"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 )
@@ -310,5 +311,11 @@ func uniqueID(prefix string) string {
 // items of batch calls in place of the batch calls themselves.
 func (te *testEnv) mapsWork() int64 {
 	st := te.emu.Stats()
-	return st.Requests - st.PerPath[mapstest.APIGeocodeBatch] - st.PerPath[mapstest.APIRouteBatch] + st.BatchItems
+	n := st.Requests + st.BatchItems
+	for _, a := range catalog.APIs {
+		if strings.HasSuffix(a.Path, ":batch") {
+			n -= st.PerPath[a.Name]
+		}
+	}
+	return n
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"mapsworker/internal/settings"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
+	"mapsworker/jobs/maps/catalog"
 	"mapsworker/worker"
 	"mapsworker/worker/telemetry"
 )
@@ -161,7 +163,7 @@ func runWorker(limits runLimits) error {
 		a.log.Warn("could not check the queues and container; carrying on", "err", err)
 	}
 
-	handler := jobs.NewHandler(client, &jobs.HandlerOptions{Batch: s.Batch})
+	handler := jobs.NewHandler(client, &jobs.HandlerOptions{Batch: s.Batch, Checkpoints: a.storage.Checkpoints()})
 	var queue worker.Queue = a.storage.Requests
 	var once *runOnce
 	var onOutcome func(worker.Outcome)
@@ -315,6 +317,13 @@ func rateLimitsText(limits map[string]int) string {
 	for k, v := range limits {
 		all[k] = v
 	}
-	return fmt.Sprintf("geocode=%d,reverseGeocode=%d,route=%d,geocodeBatch=%d,routeBatch=%d",
-		all[maps.APIGeocode], all[maps.APIReverseGeocode], all[maps.APIRoute], all[maps.APIGeocodeBatch], all[maps.APIRouteBatch])
+	// In the catalog's order: each limit once, named by its first API.
+	var parts []string
+	for _, a := range catalog.APIs {
+		if qps, ok := all[a.Limit]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%d", a.Limit, qps))
+			delete(all, a.Limit)
+		}
+	}
+	return strings.Join(parts, ",")
 }
