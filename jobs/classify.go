@@ -17,6 +17,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
+	"mapsworker/internal/redact"
 	"mapsworker/jobs/maps"
 	"mapsworker/worker"
 )
@@ -177,8 +178,10 @@ func withoutURL(err error) string {
 	return firstLine(err)
 }
 
-// firstLine returns the first line of err's message, cut short. Errors of
-// azidentity run to many lines of troubleshooting advice.
+// firstLine returns the first line of err's message, cut short and with
+// anything that looks like a secret removed (package redact, the one place
+// that knows their forms). Errors of azidentity run to many lines of
+// troubleshooting advice.
 func firstLine(err error) string {
 	if err == nil {
 		return "unknown error"
@@ -187,7 +190,7 @@ func firstLine(err error) string {
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
-	return clean(msg, maxMessageLen)
+	return clean(redact.Text(msg), maxMessageLen)
 }
 
 // clean makes a peer's text fit for a one-line message: control characters
