@@ -67,8 +67,15 @@ type Options struct {
 	// Concurrency is the number of messages worked on at once. Default 16.
 	Concurrency int
 	// Prefetch is how many dequeued messages may wait for a free worker,
-	// so that a dequeue can fetch a useful batch. Default min(Concurrency, 32).
+	// so that a worker never waits for a dequeue and a dequeue fetches a
+	// useful batch: the next one is sent when half of this is left.
+	// Default min(2×Concurrency, 32).
 	Prefetch int
+	// Completions is how many succeeded messages may have their result
+	// written and then be deleted at once, off the workers: a worker is
+	// free for the next message once its task is done, and waits only when
+	// this many completions are under way. Default Concurrency.
+	Completions int
 	// MaxDequeueCount is the deliveries that failed for the message's own
 	// reasons after which it is poisoned. Default 5.
 	MaxDequeueCount int64
@@ -136,7 +143,10 @@ func (o *Options) withDefaults() Options {
 		c.Concurrency = 16
 	}
 	if c.Prefetch <= 0 {
-		c.Prefetch = min(c.Concurrency, 32)
+		c.Prefetch = min(2*c.Concurrency, 32)
+	}
+	if c.Completions <= 0 {
+		c.Completions = c.Concurrency
 	}
 	if c.MaxDequeueCount <= 0 {
 		c.MaxDequeueCount = 5
@@ -251,9 +261,12 @@ type Engine struct {
 	stopReceive context.CancelFunc
 	receiveCtx  context.Context
 	done        chan struct{} // closed when Run has returned
-	// acks are the deletes under way: a message's slot is free once its
-	// result is written, and Run returns after its deletes.
-	acks sync.WaitGroup
+	// acks are the deletes under way off the slots, and completions the
+	// result writes and deletes (completing holds a token of each);
+	// Run returns after both.
+	acks        sync.WaitGroup
+	completions sync.WaitGroup
+	completing  chan struct{}
 	// workCtx is the context of in-flight work; cancelled when a drain runs
 	// out of time.
 	workCtx    context.Context
@@ -299,6 +312,7 @@ func New(q Queue, poison PoisonQueue, results Results, handler Handler, opts *Op
 		brk:        newBreaker(time.Second, o.MaxPollInterval),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
+		completing: make(chan struct{}, o.Completions),
 		workCtx:    ctx,
 		cancelWork: cancel,
 	}
@@ -348,8 +362,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Go(func() {
 			for l := range work {
 				e.settle(l)
-				e.busyAt.Store(time.Now().UnixNano())
-				e.inHand.Add(-1)
 				finished <- struct{}{}
 			}
 		})
@@ -372,6 +384,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.fetch(rctx, work, finished, held)
 	close(work)
 	wg.Wait()
+	e.completions.Wait()
 	e.acks.Wait()
 	stopSummary()
 	if ctx.Err() != nil {
@@ -422,16 +435,17 @@ func (e *Engine) stopping() bool {
 	}
 }
 
-// fetch is the dequeue loop. It holds at most held messages (in flight plus
-// waiting for a worker) and dequeues when at least half of that is free, so
-// that each receive fetches a useful batch, as the Functions queue trigger's
-// new-batch threshold does. While the breaker is open it dequeues nothing
+// fetch is the dequeue loop. It holds at most held messages (on the workers
+// plus Prefetch waiting for one) and dequeues when half of Prefetch is free,
+// so that each receive fetches a useful batch, as the Functions queue
+// trigger's new-batch threshold does, while the other half keeps the workers
+// busy until it returns. While the breaker is open it dequeues nothing
 // but messages about to expire, and when the pause is over it runs the
 // breaker's probe; every wait is bounded, so no outcome that fails to come
 // can wedge it.
 func (e *Engine) fetch(ctx context.Context, work chan<- *lease, finished <-chan struct{}, held int) {
 	inHand := 0
-	batchMin := max(1, min(32, held/2))
+	batchMin := max(1, min(32, e.opts.Prefetch/2))
 	poll := time.Duration(0)
 	lastSweep := time.Time{}
 	// wait pauses the loop for d, or until a message finishes when d < 0,
@@ -643,11 +657,13 @@ func retryAfterOf(err error) time.Duration {
 	return 0
 }
 
-// settle works one message to its outcome.
+// settle works one message to its outcome on a worker. A message whose task
+// succeeded is completed (its result written, then the message deleted) off
+// the worker, which waits only for a free completion token: while the
+// result is written the worker runs the next message's task. The lease is
+// renewed until the completion ends.
 func (e *Engine) settle(l *lease) {
 	e.stats.InFlight.Add(1)
-	defer e.stats.InFlight.Add(-1)
-	defer l.stopRenewing()
 	started := time.Now()
 	var done func(Outcome)
 	if e.opts.Observe != nil {
@@ -655,7 +671,30 @@ func (e *Engine) settle(l *lease) {
 		l.setContext(ctx)
 		done = d
 	}
-	o := e.process(l)
+	o, complete := e.process(l)
+	if complete == nil {
+		e.finish(l, o, started, done)
+		return
+	}
+	e.completing <- struct{}{}
+	e.completions.Add(1)
+	go func() {
+		defer e.completions.Done()
+		o := complete()
+		<-e.completing
+		e.finish(l, o, started, done)
+	}()
+}
+
+// finish settles a delivery whose outcome is known: renewals end, and the
+// outcome is counted, logged and reported.
+func (e *Engine) finish(l *lease, o Outcome, started time.Time, done func(Outcome)) {
+	defer func() {
+		e.busyAt.Store(time.Now().UnixNano())
+		e.inHand.Add(-1)
+	}()
+	defer e.stats.InFlight.Add(-1)
+	defer l.stopRenewing()
 	o.MessageID = l.msg.ID
 	o.DequeueCount, o.InsertedAt, o.Started, o.End = l.msg.DequeueCount, l.msg.InsertedAt, started, time.Now()
 	if done != nil {
@@ -705,31 +744,34 @@ func (e *Engine) attempts(m *Message) int64 {
 	return max(m.DequeueCount-m.mark().env-e.ledger.get(m.ID), 1)
 }
 
-func (e *Engine) process(l *lease) Outcome {
+// process works m up to its outcome, or, when its task succeeded, up to
+// the completion that writes its result and deletes it (complete, to be run
+// off the worker; o is then empty).
+func (e *Engine) process(l *lease) (_ Outcome, complete func() Outcome) {
 	m := l.msg
 	if e.stopping() && !l.started {
 		// Dequeued but not begun when the stop came: give it back at once.
-		return e.release(l, Outcome{Result: OutcomeStopped}, 0, true)
+		return e.release(l, Outcome{Result: OutcomeStopped}, 0, true), nil
 	}
 	l.started = true
 	if !m.ExpiresAt.IsZero() && time.Until(m.ExpiresAt) < e.opts.expirySafety() {
-		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: expiring(m)})
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: expiring(m)}), nil
 	}
 	if d, open := e.brk.remaining(); open {
 		// The environment is failing; don't spend this delivery on it.
-		return e.release(l, Outcome{Result: OutcomePaused}, jitter(d, 0.2)+time.Second, true)
+		return e.release(l, Outcome{Result: OutcomePaused}, jitter(d, 0.2)+time.Second, true), nil
 	}
 	attempts := e.attempts(m)
 	if attempts > e.opts.MaxDequeueCount {
 		err := Transient("MaxDequeueCountExceeded", fmt.Errorf(
 			"delivered %d times without success (limit %d); not worked again", attempts-1, e.opts.MaxDequeueCount))
-		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err}), nil
 	}
 	if limit := e.opts.MaxDequeueCount + e.opts.EnvironmentAllowance; m.DequeueCount > limit {
 		err := Transient("TooManyDeliveries", fmt.Errorf(
 			"delivered %d times (limit %d: %d failures of its own and %d faults of the environment); not worked again",
 			m.DequeueCount-1, limit, e.opts.MaxDequeueCount, e.opts.EnvironmentAllowance))
-		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err})
+		return e.poisonMessage(l, nil, Outcome{Result: OutcomePoisoned, Err: err}), nil
 	}
 
 	body, err := DecodeBody(m.body())
@@ -750,7 +792,7 @@ func (e *Engine) process(l *lease) Outcome {
 			err = InvalidRequest(CodeOf(err), err)
 		}
 		o.Err = err
-		return e.failed(l, task, o, attempts)
+		return e.failed(l, task, o, attempts), nil
 	}
 	name := ResultName(task.Kind(), task.ID())
 
@@ -763,10 +805,15 @@ func (e *Engine) process(l *lease) Outcome {
 	}
 
 	// Another message with the same name in flight here: wait for its
-	// outcome instead of paying Maps for the same answer twice.
+	// outcome instead of paying Maps for the same answer twice. The leader
+	// leaves when its delivery ends, its completion's included.
 	f, leader := e.flights.join(name)
 	if leader {
-		defer e.flights.leave(name, f)
+		defer func() {
+			if complete == nil {
+				e.flights.leave(name, f)
+			}
+		}()
 	} else {
 		select {
 		case <-f.done:
@@ -775,7 +822,7 @@ func (e *Engine) process(l *lease) Outcome {
 		if f.succeeded.Load() {
 			e.stats.Coalesced.Add(1)
 			o.Result = OutcomeDuplicate
-			return e.delete(l, o)
+			return e.delete(l, o), nil
 		}
 	}
 
@@ -788,12 +835,12 @@ func (e *Engine) process(l *lease) Outcome {
 		cancel()
 		if err != nil {
 			o.Err = storageError(err)
-			return e.failed(l, task, o, attempts)
+			return e.failed(l, task, o, attempts), nil
 		}
 		if done {
 			f.succeeded.Store(leader)
 			o.Result = OutcomeDuplicate
-			return e.delete(l, o)
+			return e.delete(l, o), nil
 		}
 	}
 
@@ -806,23 +853,34 @@ func (e *Engine) process(l *lease) Outcome {
 			ID: task.ID(), Kind: task.Kind(), Status: StatusSucceeded, CompletedAt: time.Now().UTC(),
 			DequeueCount: m.DequeueCount, Request: task.Request(), Summary: out.Summary, Response: out.Response,
 		})
-		if merr != nil {
-			err = Transient("ResultEncoding", merr)
-		} else {
-			// The work is done: write it even if a stop cuts the drain
-			// short, within the bound on every storage call.
-			pctx, cancel := l.resultCtx()
-			err = e.results.Put(pctx, name, doc, false)
-			cancel()
-			if err == nil || errors.Is(err, ErrResultExists) {
-				f.succeeded.Store(leader)
-				o.Result = OutcomeSucceeded
-				return e.delete(l, o)
+		if merr == nil {
+			return Outcome{}, func() Outcome {
+				if leader {
+					defer e.flights.leave(name, f)
+				}
+				return e.complete(l, task, o, name, doc, f, leader, attempts)
 			}
-			err = storageError(err)
 		}
+		err = Transient("ResultEncoding", merr)
 	}
 	o.Err = err
+	return e.failed(l, task, o, attempts), nil
+}
+
+// complete writes the result of a task that succeeded and then deletes its
+// message: the message is deleted only once its result is written. The
+// work is done, so the result is written even if a stop cuts the drain
+// short, within the bound on every storage call.
+func (e *Engine) complete(l *lease, task Task, o Outcome, name string, doc []byte, f *flight, leader bool, attempts int64) Outcome {
+	pctx, cancel := l.resultCtx()
+	err := e.results.Put(pctx, name, doc, false)
+	cancel()
+	if err == nil || errors.Is(err, ErrResultExists) {
+		f.succeeded.Store(leader)
+		o.Result = OutcomeSucceeded
+		return e.ack(l, o)
+	}
+	o.Err = storageError(err)
 	return e.failed(l, task, o, attempts)
 }
 
@@ -987,6 +1045,15 @@ func (l *lease) resultCtx() (context.Context, context.CancelFunc) {
 	}
 }
 
+// ack deletes the message of a completed delivery, on the completion. As
+// with delete, the outcome is the same whether the delete succeeds or not.
+func (e *Engine) ack(l *lease, o Outcome) Outcome {
+	ctx, cancel := l.detached()
+	defer cancel()
+	e.deleteMessage(ctx, l)
+	return o
+}
+
 func (e *Engine) delete(l *lease, o Outcome) Outcome {
 	// The delete does not hold the message's slot: the outcome is the same
 	// whether it succeeds or not (a message whose delete failed comes back
@@ -997,17 +1064,20 @@ func (e *Engine) delete(l *lease, o Outcome) Outcome {
 	go func() {
 		defer e.acks.Done()
 		defer cancel()
-		if err := l.delete(ctx); err != nil && !errors.Is(err, ErrMessageLost) {
-			// The message comes back after its lease and is then
-			// acknowledged as a duplicate (ErrMessageLost: another
-			// consumer holds it and will find the result). Debug only,
-			// like every per-message line: an outage fails them all, and
-			// the breaker says so once.
-			e.log.Debug("delete failed; the message will be redelivered and acknowledged",
-				"messageId", l.msg.ID, "err", err)
-		}
+		e.deleteMessage(ctx, l)
 	}()
 	return o
+}
+
+func (e *Engine) deleteMessage(ctx context.Context, l *lease) {
+	if err := l.delete(ctx); err != nil && !errors.Is(err, ErrMessageLost) {
+		// The message comes back after its lease and is then acknowledged
+		// as a duplicate (ErrMessageLost: another consumer holds it and
+		// will find the result). Debug only, like every per-message line:
+		// an outage fails them all, and the breaker says so once.
+		e.log.Debug("delete failed; the message will be redelivered and acknowledged",
+			"messageId", l.msg.ID, "err", err)
+	}
 }
 
 // release makes the message visible again after the given delay, marking

@@ -364,8 +364,8 @@ func TestConcurrencyAndBatchSize(t *testing.T) {
 		}
 		receives++
 	}
-	if q.asked[0] != 16 {
-		t.Errorf("first receive asked for %d, want 16 (8 workers + 8 waiting)", q.asked[0])
+	if q.asked[0] != 24 {
+		t.Errorf("first receive asked for %d, want 24 (8 workers + 16 waiting)", q.asked[0])
 	}
 	if receives > n/4 {
 		t.Errorf("%d receives for %d messages: not fetched in batches", receives, n)

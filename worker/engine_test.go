@@ -515,3 +515,154 @@ func TestObserve(t *testing.T) {
 		}
 	})
 }
+
+// slowResults is a result store whose writes take d: a storage front end
+// slower than the downstream. It records the most writes under way at once.
+type slowResults struct {
+	*memResults
+	d         time.Duration
+	now, peak atomic.Int64
+}
+
+func (r *slowResults) Put(ctx context.Context, name string, doc []byte, failed bool) error {
+	n := r.now.Add(1)
+	defer r.now.Add(-1)
+	for p := r.peak.Load(); n > p && !r.peak.CompareAndSwap(p, n); p = r.peak.Load() {
+	}
+	select {
+	case <-time.After(r.d):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return r.memResults.Put(ctx, name, doc, failed)
+}
+
+// orderedQueue fails the test when a message is deleted before its
+// succeeded result is written.
+type orderedQueue struct {
+	*memQueue
+	t     *testing.T
+	r     *memResults
+	names sync.Map // message id -> result name
+}
+
+func (q *orderedQueue) add(id string) {
+	q.names.Store(q.memQueue.add(req(id, ""), 0), worker.ResultName("test", id))
+}
+
+func (q *orderedQueue) Delete(ctx context.Context, id, pop string) error {
+	if name, ok := q.names.Load(id); ok {
+		if done, _ := q.r.Succeeded(ctx, name.(string)); !done {
+			q.t.Errorf("message %s deleted before its result %s was written", id, name)
+		}
+	}
+	return q.memQueue.Delete(ctx, id, pop)
+}
+
+// slowStorageRig runs an engine at the default settings but conc, whose
+// tasks take task and whose result writes take write.
+func slowStorageRig(t *testing.T, conc int, task, write time.Duration, opts *worker.Options) (*orderedQueue, *slowResults, *downstream, *worker.Engine) {
+	r := &slowResults{memResults: newMemResults(), d: write}
+	q := &orderedQueue{memQueue: &memQueue{}, t: t, r: r.memResults}
+	ds := &downstream{behave: func(string) error { time.Sleep(task); return nil }}
+	o := worker.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Concurrency, o.SummaryInterval, o.Logger = conc, -1, testLogger()
+	return q, r, ds, worker.New(q, &memPoison{}, r, dsHandler{ds}, &o)
+}
+
+// A slow result store does not slow the tasks: a worker is free for the
+// next message once its task is done, and the result is written and the
+// message deleted off it, so the tasks go at the workers' rate (conc /
+// task time) while fewer than Completions writes are under way. Each
+// message is deleted only after its result is written, and run once.
+func TestSlowResultWritesDoNotHoldWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const conc, n = 4, 400
+		const task, write = 50 * time.Millisecond, 40 * time.Millisecond
+		q, r, ds, e := slowStorageRig(t, conc, task, write, nil)
+		for i := range n {
+			q.add(fmt.Sprintf("m%d", i))
+		}
+		start := time.Now()
+		go e.Run(context.Background())
+		until(t, time.Minute, "all succeeded", func() bool { return q.len() == 0 })
+		took := time.Since(start)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e.Shutdown(ctx)
+		// At the workers' rate: n/conc tasks of 50 ms each, 5 s; holding a
+		// worker for the write too would take n/conc × 90 ms, 9 s.
+		slotRate := time.Duration(n/conc) * task
+		if took > slotRate*115/100 {
+			t.Errorf("%d messages took %v; the workers alone allow %v (with the writes on the workers: %v)",
+				n, took, slotRate, time.Duration(n/conc)*(task+write))
+		}
+		if got := r.succeeded(); got != n {
+			t.Errorf("%d results written, want %d", got, n)
+		}
+		if p := r.peak.Load(); p > conc {
+			t.Errorf("%d result writes at once, more than the %d completions allowed", p, conc)
+		}
+		if c := ds.calls.Load(); c != n {
+			t.Errorf("%d tasks run for %d messages", c, n)
+		}
+	})
+}
+
+// A completion that outlasts the lease keeps it renewed: the message is not
+// delivered again while its result is being written.
+func TestLeaseRenewedUntilCompletionEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, r, ds, e := slowStorageRig(t, 2, 10*time.Millisecond, 5*time.Second,
+			&worker.Options{Lease: 2 * time.Second, TryTimeout: 30 * time.Second})
+		for i := range 6 {
+			q.add(fmt.Sprintf("m%d", i))
+		}
+		go e.Run(context.Background())
+		until(t, 5*time.Minute, "all succeeded", func() bool { return q.len() == 0 })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e.Shutdown(ctx)
+		if c, d := ds.calls.Load(), e.Stats().Duplicates.Load(); c != 6 || d != 0 {
+			t.Errorf("%d tasks run and %d duplicates for 6 messages: a lease lapsed during a result write", c, d)
+		}
+		if r.succeeded() != 6 || e.Stats().Renewals.Load() == 0 {
+			t.Errorf("%d results, %d renewals", r.succeeded(), e.Stats().Renewals.Load())
+		}
+	})
+}
+
+// A stop waits for the completions under way: every message whose task
+// ran has its result written and is deleted; the others are released,
+// visible at once. Nothing is lost or done twice.
+func TestShutdownWaitsForCompletions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 100
+		q, r, ds, e := slowStorageRig(t, 4, 50*time.Millisecond, time.Second, nil)
+		for i := range n {
+			q.add(fmt.Sprintf("m%d", i))
+		}
+		end := make(chan struct{})
+		go func() { e.Run(context.Background()); close(end) }()
+		until(t, time.Minute, "writes under way", func() bool { return r.now.Load() == 4 })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		<-end
+		ran, written := int(ds.calls.Load()), r.succeeded()
+		if written != ran || written == 0 {
+			t.Errorf("%d tasks ran, %d results written: the stop did not wait for the completions", ran, written)
+		}
+		if left := q.len(); left+written != n {
+			t.Errorf("%d messages left and %d written, of %d", left, written, n)
+		}
+		if got, err := q.Receive(context.Background(), 32, time.Minute); err != nil || len(got) != min(32, n-written) {
+			t.Errorf("after the stop %d messages visible at once (err %v), want %d", len(got), err, min(32, n-written))
+		}
+	})
+}
