@@ -68,8 +68,10 @@ type Options struct {
 	Concurrency int
 	// Prefetch is how many dequeued messages may wait for a free worker,
 	// so that a worker never waits for a dequeue and a dequeue fetches a
-	// useful batch: the next one is sent when half of this is left.
-	// Default min(2×Concurrency, 32).
+	// useful batch: the next one (up to 32, a receive's most) is sent when
+	// half of this is free, the other half keeping the workers busy until
+	// it returns. Default min(4×Concurrency, 64): with 16 workers, receives
+	// of 32 while 32 wait.
 	Prefetch int
 	// Completions is how many succeeded messages may have their result
 	// written and then be deleted at once, off the workers: a worker is
@@ -143,7 +145,7 @@ func (o *Options) withDefaults() Options {
 		c.Concurrency = 16
 	}
 	if c.Prefetch <= 0 {
-		c.Prefetch = min(2*c.Concurrency, 32)
+		c.Prefetch = min(4*c.Concurrency, 64)
 	}
 	if c.Completions <= 0 {
 		c.Completions = c.Concurrency

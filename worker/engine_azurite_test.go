@@ -364,8 +364,8 @@ func TestConcurrencyAndBatchSize(t *testing.T) {
 		}
 		receives++
 	}
-	if q.asked[0] != 24 {
-		t.Errorf("first receive asked for %d, want 24 (8 workers + 16 waiting)", q.asked[0])
+	if q.asked[0] != 32 {
+		t.Errorf("first receive asked for %d, want 32 (a receive's most, of 8 workers + 32 waiting)", q.asked[0])
 	}
 	if receives > n/4 {
 		t.Errorf("%d receives for %d messages: not fetched in batches", receives, n)
