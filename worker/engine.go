@@ -258,8 +258,11 @@ type Engine struct {
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Shutdown: take no more work
-	// stopReceive cuts short a receive under way when the stop comes: it
-	// may be waiting out storage retries, and the stop must not wait.
+	// stopReceive cuts short a receive under way, receiveGrace after the
+	// stop comes (at once when the drain is cut): it may be waiting out
+	// storage retries, and the stop must not wait for them; but a receive
+	// cut after the service dequeued its messages leaves them invisible for
+	// a lease, while one that returns has them released at once.
 	stopReceive context.CancelFunc
 	receiveCtx  context.Context
 	done        chan struct{} // closed when Run has returned
@@ -419,12 +422,16 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) cutWork() {
 	e.lastCall.CompareAndSwap(0, time.Now().Add(e.opts.StorageTimeout).UnixNano())
 	e.cancelWork()
+	e.stopReceive()
 }
+
+// receiveGrace is how long a receive under way at the stop may still take.
+const receiveGrace = time.Second
 
 func (e *Engine) stopTaking() {
 	e.stopOnce.Do(func() {
 		close(e.stop)
-		e.stopReceive()
+		time.AfterFunc(receiveGrace, e.stopReceive)
 	})
 }
 

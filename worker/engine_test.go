@@ -666,3 +666,52 @@ func TestShutdownWaitsForCompletions(t *testing.T) {
 		}
 	})
 }
+
+// slowAnswerQueue dequeues at once but answers a receive after d: a stop
+// that cut the receive short would leave its messages invisible for a
+// lease.
+type slowAnswerQueue struct {
+	*memQueue
+	d         time.Duration
+	receiving atomic.Bool
+}
+
+func (q *slowAnswerQueue) Receive(ctx context.Context, n int, vis time.Duration) ([]*worker.Message, error) {
+	msgs, err := q.memQueue.Receive(ctx, n, vis)
+	if err != nil || len(msgs) == 0 {
+		return msgs, err
+	}
+	q.receiving.Store(true)
+	defer q.receiving.Store(false)
+	select {
+	case <-time.After(q.d):
+		return msgs, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A receive under way when the stop comes is not cut short (within a
+// grace): the messages it dequeued are released, visible again at once.
+func TestStopDuringReceiveReleasesItsMessages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := &slowAnswerQueue{memQueue: &memQueue{}, d: 300 * time.Millisecond}
+		for i := range 10 {
+			q.add(req(fmt.Sprintf("m%d", i), ""), 0)
+		}
+		ds := &downstream{}
+		e := worker.New(q, &memPoison{}, newMemResults(), dsHandler{ds},
+			&worker.Options{SummaryInterval: -1, Logger: testLogger()})
+		end := make(chan struct{})
+		go func() { e.Run(context.Background()); close(end) }()
+		until(t, time.Minute, "a receive under way", q.receiving.Load)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e.Shutdown(ctx)
+		<-end
+		got, _ := q.memQueue.Receive(context.Background(), 32, time.Minute)
+		if len(got) != 10 || ds.calls.Load() != 0 {
+			t.Fatalf("after the stop %d of 10 messages visible, %d worked", len(got), ds.calls.Load())
+		}
+	})
+}
