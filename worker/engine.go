@@ -222,6 +222,10 @@ type Outcome struct {
 	// was settled (for processing and end-to-end latencies).
 	DequeueCount             int64
 	InsertedAt, Started, End time.Time
+	// VisibleAt is when a released message (released, paused, stopped)
+	// can be received again; zero if it was not released, or the release
+	// failed and the message comes back when its lease ends.
+	VisibleAt time.Time
 }
 
 // Outcome results.
@@ -1112,6 +1116,9 @@ func (e *Engine) release(l *lease, o Outcome, after time.Duration, environment b
 	ctx, cancel := l.detached()
 	defer cancel()
 	marked, err := l.release(ctx, after, environment)
+	if err == nil {
+		o.VisibleAt = time.Now().Add(after)
+	}
 	if environment && (err != nil || !marked) {
 		// The mark could not carry this delivery: remember it here.
 		e.ledger.add(l.msg.ID)

@@ -90,7 +90,11 @@ type runOnce struct {
 	emptySince time.Time // first empty receive since the queue last gave messages or failed; zero: not empty
 	storeFault time.Time // storage has not answered since; zero: it answers
 	workFault  time.Time // first message released for an environment fault since the last progress
-	lastFault  string
+	// hiddenUntil is when the last message released comes back: until then
+	// (and a little after, for a poll to take it) an empty queue is not
+	// empty, and a fault has not been given a chance to clear.
+	hiddenUntil time.Time
+	lastFault   string
 }
 
 func newRunOnce(l runLimits, now func() time.Time) *runOnce {
@@ -141,6 +145,9 @@ func (r *runOnce) received(began time.Time, n int, err error) {
 func (r *runOnce) settled(o worker.Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if o.VisibleAt.After(r.hiddenUntil) {
+		r.hiddenUntil = o.VisibleAt
+	}
 	switch o.Result {
 	case worker.OutcomePaused:
 		if r.workFault.IsZero() {
@@ -151,7 +158,13 @@ func (r *runOnce) settled(o worker.Outcome) {
 		}
 	case worker.OutcomeStopped:
 	default:
-		r.workFault = time.Time{}
+		// Only work begun after the fault was seen is news that it
+		// ended: a success already under way when Maps began to
+		// throttle proves nothing, and the released message is still
+		// invisible, so the queue would look empty without being so.
+		if o.Started.IsZero() || !o.Started.Before(r.workFault) {
+			r.workFault = time.Time{}
+		}
 	}
 }
 
@@ -166,6 +179,9 @@ func (r *runOnce) end(idle time.Duration) (runEnd, bool) {
 	now := r.now()
 	l := r.limits
 	lasted := func(since time.Time) bool { return !since.IsZero() && now.Sub(since) >= l.IdleGrace }
+	// back: every released message has been visible long enough for a
+	// poll to take it.
+	back := now.Sub(r.hiddenUntil) >= l.IdleGrace/2
 	switch {
 	case l.MaxMessages > 0 && r.taken >= l.MaxMessages:
 		return runEnd{reason: "max-messages reached", code: exitDone}, true
@@ -173,11 +189,11 @@ func (r *runOnce) end(idle time.Duration) (runEnd, bool) {
 		return runEnd{reason: "max-duration reached", code: exitDone}, true
 	case !l.UntilEmpty:
 		return runEnd{}, false
-	case lasted(r.storeFault) || lasted(r.workFault):
+	case lasted(r.storeFault) || lasted(r.workFault) && back:
 		return runEnd{reason: "environment fault outlasted the idle grace", code: exitFault,
 			err: fmt.Sprintf("environment faults for %v with no progress; the last: %s", l.IdleGrace, r.lastFault)}, true
 	case idle >= l.IdleGrace && lasted(r.emptySince) && now.Sub(r.lastEmpty) < l.IdleGrace/2 &&
-		r.storeFault.IsZero() && r.workFault.IsZero():
+		r.storeFault.IsZero() && r.workFault.IsZero() && back:
 		return runEnd{reason: "queue stayed empty", code: exitDone}, true
 	}
 	return runEnd{}, false

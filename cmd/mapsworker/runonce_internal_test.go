@@ -19,8 +19,10 @@ func TestRunOnceEnd(t *testing.T) {
 		at    time.Duration
 		recv  int           // messages a receive returned (-1: no receive)
 		err   error         // of that receive
-		began time.Duration // when that receive began
+		began time.Duration // when that receive (or the settled work) began
 		out   string
+		// visible is when a released message is visible again; 0: at once
+		visible time.Duration
 	}
 	recv := func(at time.Duration, n int) event { return event{at: at, recv: n, began: at} }
 	recvErr := func(at time.Duration) event { return event{at: at, recv: 0, err: errStorage, began: at} }
@@ -29,7 +31,15 @@ func TestRunOnceEnd(t *testing.T) {
 	recvErrAfter := func(began, at time.Duration) event {
 		return event{at: at, recv: 0, err: errStorage, began: began}
 	}
-	settled := func(at time.Duration, result string) event { return event{at: at, recv: -1, out: result} }
+	settled := func(at time.Duration, result string) event { return event{at: at, recv: -1, out: result, began: at} }
+	// settledHidden is a release at at whose message is visible again at visible.
+	settledHidden := func(at, visible time.Duration, result string) event {
+		return event{at: at, recv: -1, out: result, began: at, visible: visible}
+	}
+	// settledBegun is an outcome of work that began at began.
+	settledBegun := func(began, at time.Duration, result string) event {
+		return event{at: at, recv: -1, out: result, began: began}
+	}
 	untilEmpty := runLimits{UntilEmpty: true, IdleGrace: grace}
 
 	// empties is a healthy empty queue polled every 5 s over [from, to].
@@ -71,6 +81,10 @@ func TestRunOnceEnd(t *testing.T) {
 		{"Maps refusing: the released message is invisible and the queue looks empty",
 			untilEmpty, then([]event{recv(0, 1), settled(time.Second, worker.OutcomePaused)}, empties(2*time.Second, grace+time.Second)), grace + time.Second, grace, "environment fault outlasted the idle grace", exitFault},
 		{"a fault then progress", untilEmpty, []event{recv(0, 2), settled(time.Second, worker.OutcomePaused), settled(10*time.Second, worker.OutcomeSucceeded)}, grace + time.Second, 0, "", 0},
+		{"work begun before the fault is no progress", untilEmpty, []event{recv(0, 2), settled(time.Second, worker.OutcomePaused), settledBegun(0, 2*time.Second, worker.OutcomeSucceeded)}, grace + time.Second, grace, "environment fault outlasted the idle grace", exitFault},
+		{"a released message still hidden keeps a fault from ending the run", untilEmpty, []event{recv(0, 1), settledHidden(time.Second, grace+20*time.Second, worker.OutcomePaused)}, grace + 10*time.Second, grace, "", 0},
+		{"nor is the queue empty while a released message is hidden", untilEmpty, then([]event{recv(0, 1), settledHidden(time.Second, grace+20*time.Second, worker.OutcomeReleased)}, empties(2*time.Second, grace+10*time.Second)), grace + 10*time.Second, grace, "", 0},
+		{"once it is back, the fault ends the run", untilEmpty, []event{recv(0, 1), settledHidden(time.Second, grace, worker.OutcomePaused)}, grace + grace/2, grace, "environment fault outlasted the idle grace", exitFault},
 		{"a transient release is progress", untilEmpty, []event{recv(0, 1), settled(time.Second, worker.OutcomePaused), settled(2*time.Second, worker.OutcomeReleased)}, grace + 2*time.Second, 0, "", 0},
 		{"continuous: a fault never ends it", runLimits{IdleGrace: grace}, []event{recvErr(0)}, time.Hour, time.Hour, "", 0},
 		{"max-messages reached", runLimits{IdleGrace: grace, MaxMessages: 5}, []event{recv(0, 3), recv(time.Second, 2)}, time.Second, 0, "max-messages reached", exitDone},
@@ -88,7 +102,11 @@ func TestRunOnceEnd(t *testing.T) {
 				if e.recv >= 0 {
 					r.received(start.Add(e.began), e.recv, e.err)
 				} else {
-					r.settled(worker.Outcome{Result: e.out, Err: errors.New("403 Forbidden")})
+					o := worker.Outcome{Result: e.out, Err: errors.New("403 Forbidden"), Started: start.Add(e.began)}
+					if e.visible > 0 {
+						o.VisibleAt = start.Add(e.visible)
+					}
+					r.settled(o)
 				}
 			}
 			now = start.Add(tc.at)
