@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ import (
 	"mapsworker/internal/azurite"
 	"mapsworker/jobs"
 	"mapsworker/jobs/maps"
+	"mapsworker/jobs/maps/catalog"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 )
@@ -190,9 +192,53 @@ func message(run string, i int, kinds []string) (id, text string) {
 		return id, fmt.Sprintf(`{"id":%q,"kind":"geocode","query":"%d NE 24th Street, Redmond, WA","top":1}`, id, 100+i)
 	case jobs.KindReverseGeocode:
 		return id, fmt.Sprintf(`{"id":%q,"kind":"reverse-geocode","position":{"lat":%.5f,"lon":%.5f}}`, id, 47.6+float64(i%1000)*1e-4, -122.1-float64(i%700)*1e-4)
+	case kindTruckRoute:
+		// What a fleet sends: a truck with its dimensions and load,
+		// avoiding tolls, with alternatives and turn-by-turn instructions.
+		return id, fmt.Sprintf(`{"id":%q,"kind":"route","waypoints":[{"lat":47.6303,"lon":%.4f},{"lat":47.6101,"lon":-122.2015}],"travelMode":"truck",`+
+			`"vehicleSpec":{"height":4.1,"width":2.5,"length":16.5,"weight":36000,"axleWeight":9000,"loadType":["USHazmatClass3"]},`+
+			`"avoid":["tollRoads"],"maxRouteCount":2,"routeOutputOptions":["routeSummary","itinerary"],"language":"en-US"}`, id, -122.1387+float64(i%500)*1e-4)
+	case jobs.KindRouteMatrix:
+		// A dispatcher's small matrix: 3 depots × 4 stops, synchronous.
+		d := float64(i%400) * 1e-4
+		return id, fmt.Sprintf(`{"id":%q,"kind":"route-matrix","origins":[{"lat":47.63,"lon":%.4f},{"lat":47.61,"lon":-122.20},{"lat":47.67,"lon":-122.12}],`+
+			`"destinations":[{"lat":47.62,"lon":-122.15},{"lat":47.60,"lon":-122.33},{"lat":47.68,"lon":-122.21},{"lat":47.55,"lon":%.4f}],"travelMode":"driving"}`, id, -122.14-d, -122.18+d)
 	default:
 		return id, fmt.Sprintf(`{"id":%q,"kind":"route","waypoints":[{"lat":47.6303,"lon":%.4f},{"lat":47.6101,"lon":-122.2015}],"travelMode":"driving"}`, id, -122.1387+float64(i%500)*1e-4)
 	}
+}
+
+// kindTruckRoute is a route request with the options fleets send; it is a
+// "route" on the queue.
+const kindTruckRoute = "route (truck, options)"
+
+// kindAPIs are the Maps APIs whose requests a kind's messages pay for, for
+// the Maps requests per message of each kind.
+var kindAPIs = map[string][]string{
+	jobs.KindGeocode:        {catalog.Geocode, catalog.GeocodeBatch},
+	jobs.KindReverseGeocode: {catalog.ReverseGeocode, catalog.ReverseGeocodeBatch},
+	kindTruckRoute:          {catalog.Route, catalog.RouteBatch},
+	jobs.KindRouteMatrix:    {catalog.RouteMatrix, catalog.RouteMatrixAsync, catalog.RouteOperation, catalog.RouteOperationResult},
+}
+
+// perKind returns the Maps requests per message of each kind of a backlog
+// of n messages of kinds in turn, from the emulator's requests per API.
+func perKind(kinds []string, n int, perAPI map[string]int64) string {
+	var parts []string
+	for _, k := range kinds {
+		count := 0
+		for i := range n {
+			if kinds[i%len(kinds)] == k {
+				count++
+			}
+		}
+		var req int64
+		for _, api := range kindAPIs[k] {
+			req += perAPI[api]
+		}
+		parts = append(parts, fmt.Sprintf("%s %.3f", k, float64(req)/float64(max(count, 1))))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // index returns the backlog index in a message id, or -1.
@@ -250,10 +296,13 @@ type row struct {
 	// perMessage: Maps requests per message of the kind that batches
 	// (geocode, or route in a route backlog), batch calls included.
 	perBatchable float64
-	storageReq   int64
-	slowest      time.Duration // the longest storage request
-	rss          int64         // VmHWM, bytes
-	status429    int64
+	// byKind is the Maps requests per message of each kind, when the
+	// scenario reports them.
+	byKind     string
+	storageReq int64
+	slowest    time.Duration // the longest storage request
+	rss        int64         // VmHWM, bytes
+	status429  int64
 	// cpuPerMessage is the CPU time the bench process (the worker; the
 	// emulator and Azurite run in processes of their own) spent per message.
 	cpuPerMessage time.Duration
@@ -386,6 +435,7 @@ type scenario struct {
 	limits map[string]int
 	kinds  []string
 	hog    bool // a busy-looping process beside the worker
+	byKind bool // report the Maps requests per message of each kind
 }
 
 // settings describes what a scenario sets, every other setting being at
@@ -416,9 +466,12 @@ func (sc scenario) settings() string {
 	} else {
 		s = append(s, "Maps 0 ms")
 	}
-	if len(sc.kinds) == 1 {
+	switch {
+	case len(sc.kinds) == 1:
 		s = append(s, sc.kinds[0]+" backlog")
-	} else {
+	case slices.Contains(sc.kinds, jobs.KindRouteMatrix):
+		s = append(s, "fleet backlog ("+strings.Join(sc.kinds, ", ")+")")
+	default:
 		s = append(s, "mixed backlog")
 	}
 	if sc.hog {
@@ -574,6 +627,9 @@ func (e *env) work(b *testing.B, sc scenario, x extras) row {
 	if k > 0 {
 		r.perBatchable = float64(ms.PerPath[single]+ms.PerPath[batch]) / float64(k)
 	}
+	if sc.byKind {
+		r.byKind = perKind(sc.kinds, sc.n, ms.PerPath)
+	}
 	// What every row must show, whatever its speed.
 	if r.ok < r.n {
 		r.fail("%d of %d messages succeeded", r.ok, r.n)
@@ -711,6 +767,11 @@ func BenchmarkThroughput(b *testing.B) {
 			notSlowerThan(hog16, notSlower, func(*row) {})))
 		add(e.measured(b, scenario{name: "MAPS_BATCH=false", n: n, conc: 16, kinds: mixed},
 			func(*row) {}))
+		// What a dispatcher's backlog holds: geocodes, reverse geocodes,
+		// truck routes with their options and small route matrices.
+		fleet := []string{jobs.KindGeocode, jobs.KindReverseGeocode, kindTruckRoute, jobs.KindRouteMatrix}
+		add(e.measured(b, scenario{name: "fleet, Maps 50 ms", n: min(n, 2000), conc: 16, batch: true, latency: 50 * time.Millisecond, kinds: fleet, byKind: true},
+			func(*row) {}))
 		// A backlog bound by the single-call rate: the geocode limit of an
 		// account shared by ten instances.
 		low := map[string]int{maps.APIGeocode: 50}
@@ -762,6 +823,11 @@ func BenchmarkThroughput(b *testing.B) {
 				name, r.ok, r.n, r.rate(), floor, of, target, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
 				float64(r.mapsReq)/float64(r.n), r.perBatchable, float64(r.storageReq)/float64(r.n),
 				r.slowest.Round(10*time.Millisecond), float64(r.rss)/(1<<20), r.status429, r.other, r.settings)
+		}
+		for _, r := range rows {
+			if r.byKind != "" && !r.skipped {
+				fmt.Fprintf(&sb, "%s: Maps requests per message by kind: %s\n", r.name, r.byKind)
+			}
 		}
 		fmt.Fprintf(&sb, "scale-out (separate processes, mixed backlog %d, c=2 each, Maps 50 ms, MAPS_BATCH=false, limits off): 1 process %.1f msg/s, 3 processes %.1f msg/s = %.2fx; duplicate results %d; duplicate Maps calls %.2f%%\n",
 			son, one.rate(), three.rate(), three.rate()/max(one.rate(), 1e-9), dups, 100*float64(three.mapsReq-int64(three.ok))/float64(max(three.ok, 1)))
