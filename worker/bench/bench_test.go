@@ -381,7 +381,7 @@ func (e *env) floor(b *testing.B, n, conc int) row {
 				i := strings.LastIndexByte(m.Text, '-')
 				j := strings.IndexByte(m.Text[i:], '"')
 				idx, _ := strconv.Atoi(m.Text[i+1 : i+j])
-				if err := st.Results.Put(ctx, "floor/"+m.ID+".json", doc, false); err != nil {
+				if err := st.Results.Put(ctx, worker.ResultName("floor", m.ID), doc, false); err != nil {
 					b.Error(err)
 					continue
 				}
