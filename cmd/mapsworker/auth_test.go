@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"mapsworker/internal/testcert"
 	"math/big"
 	"net"
 	"net/http"
@@ -303,33 +304,6 @@ func (a *testAuthority) emuToken(resource string) (string, error) {
 	return body.AccessToken, nil
 }
 
-// clientCertificate writes an RSA certificate and its key in one PEM file,
-// as AZURE_CLIENT_CERTIFICATE_PATH takes it.
-func clientCertificate(t *testing.T) (string, *x509.Certificate) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mapsworker test service principal"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	f := filepath.Join(t.TempDir(), "sp.pem")
-	writeFile(t, f, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...))
-	return f, cert
-}
-
 // ---- 1. credential choice -------------------------------------------------
 
 // TestCredentialChoice runs the worker with each credential of Azure's daemon
@@ -373,7 +347,7 @@ func TestCredentialChoice(t *testing.T) {
 					auth.secret = secret
 					te.env["AZURE_CLIENT_SECRET"] = secret
 				} else {
-					path, cert := clientCertificate(t)
+					path, cert := testcert.ClientCertificate(t)
 					auth.cert = cert
 					te.env["AZURE_CLIENT_CERTIFICATE_PATH"] = path
 				}

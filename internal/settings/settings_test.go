@@ -1,14 +1,9 @@
 package settings
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
+	"mapsworker/internal/testcert"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -282,7 +277,7 @@ func TestNewStorage(t *testing.T) {
 // without a network (the choice is explicit: no chain).
 func TestIdentity(t *testing.T) {
 	t.Parallel()
-	certPath := clientCertificate(t)
+	certPath, _ := testcert.ClientCertificate(t)
 	token := filepath.Join(t.TempDir(), "azure-identity-token")
 	if err := os.WriteFile(token, []byte("eyJ.e30.sig"), 0o600); err != nil {
 		t.Fatal(err)
@@ -357,33 +352,4 @@ func TestIdentity(t *testing.T) {
 			t.Errorf("%s: storage identity with the worker's client id: %+v %v", tc.name, sid, err)
 		}
 	}
-}
-
-// clientCertificate writes an RSA certificate and its key in one PEM file,
-// as AZURE_CLIENT_CERTIFICATE_PATH takes it.
-func clientCertificate(t *testing.T) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mapsworker test service principal"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	f := filepath.Join(t.TempDir(), "sp.pem")
-	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...)
-	if err := os.WriteFile(f, pemData, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
