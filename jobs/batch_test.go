@@ -17,9 +17,10 @@ import (
 	"mapsworker/worker"
 )
 
-// batchHandler returns a batching handler whose client calls s, with the
-// given client-side rate limits (nil: the Gen2 defaults).
-func batchHandler(t *testing.T, s *mapstest.Server, limits map[string]int) *Handler {
+// emulatorClient returns a Maps client that calls the emulator s with its
+// managed identity, with the given client-side rate limits (nil: the Gen2
+// defaults).
+func emulatorClient(t *testing.T, s *mapstest.Server, limits map[string]int) *maps.Client {
 	t.Helper()
 	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{
 		ClientID:      s.ClientID,
@@ -29,7 +30,14 @@ func batchHandler(t *testing.T, s *mapstest.Server, limits map[string]int) *Hand
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewHandler(c, &HandlerOptions{Batch: true})
+	return c
+}
+
+// batchHandler returns a batching handler whose client calls s, with the
+// given client-side rate limits (nil: the Gen2 defaults).
+func batchHandler(t *testing.T, s *mapstest.Server, limits map[string]int) *Handler {
+	t.Helper()
+	return NewHandler(emulatorClient(t, s, limits), &HandlerOptions{Batch: true})
 }
 
 // gate holds the single geocode calls reaching the emulator until opened.

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
-	"mapsworker/jobs/maps"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
 )
@@ -39,14 +36,7 @@ func TestDescribeSummary(t *testing.T) {
 func TestEveryKindIsComplete(t *testing.T) {
 	s := mapstest.NewServer(nil)
 	defer s.Close()
-	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{
-		ClientID:      s.ClientID,
-		ClientOptions: azcore.ClientOptions{Transport: s.Client()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHandler(c, nil)
+	h := NewHandler(emulatorClient(t, s, nil), nil)
 	if len(kinds) != len(h.kinds) || len(kinds) != len(cliKinds) {
 		t.Fatalf("%d kinds registered, %d built: two share a name", len(kinds), len(h.kinds))
 	}

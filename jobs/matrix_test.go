@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
 	"mapsworker/internal/azurite/azuritetest"
-	"mapsworker/jobs/maps"
 	"mapsworker/jobs/maps/catalog"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
@@ -277,16 +274,7 @@ func (s *memStore) get(name string) []byte {
 // in-process checkpoints) whose matrices keep their checkpoints in cp.
 func matrixHandler(t *testing.T, s *mapstest.Server, cp Checkpoints) *Handler {
 	t.Helper()
-	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{
-		ClientID:      s.ClientID,
-		ClientOptions: azcore.ClientOptions{Transport: s.Client()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHandler(c, nil)
-	h.kinds = buildKinds(&env{maps: c, checkpoints: cp})
-	return h
+	return NewHandler(emulatorClient(t, s, nil), &HandlerOptions{Checkpoints: cp})
 }
 
 func runTask(t *testing.T, h *Handler, body []byte, ctx context.Context) (*worker.Output, error) {

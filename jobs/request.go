@@ -356,22 +356,15 @@ func parseLatLon(s string) (map[string]float64, error) {
 // decodeEnumList decodes a non-empty array of distinct strings, each one of
 // allowed (matched without regard to case, returned as allowed spells it).
 func decodeEnumList(path string, raw json.RawMessage, allowed []string) ([]string, error) {
-	if raw[0] != '[' {
-		return nil, wrongType(path, "an array of strings", raw)
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	items, err := decodeStrings(path, raw)
+	if err != nil {
+		return nil, err
 	}
 	if len(items) == 0 {
 		return nil, worker.Invalidf(codeInvalidValue, "%s is empty; leave it out for the default", path)
 	}
 	out := make([]string, 0, len(items))
-	for i, item := range items {
-		s, err := decodeString(fmt.Sprintf("%s[%d]", path, i), item)
-		if err != nil {
-			return nil, err
-		}
+	for i, s := range items {
 		j := slices.IndexFunc(allowed, func(a string) bool { return strings.EqualFold(a, s) })
 		if j < 0 {
 			return nil, worker.Invalidf(codeInvalidValue, "%s[%d] %s is not one of %s", path, i, quote(s), strings.Join(allowed, ", "))
@@ -401,3 +394,23 @@ func decodeView(f fields) (string, error) {
 }
 
 func isASCIILetter(c byte) bool { return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' }
+
+// decodeStrings decodes an array of strings.
+func decodeStrings(name string, raw json.RawMessage) ([]string, error) {
+	if raw[0] != '[' {
+		return nil, wrongType(name, "an array of strings", raw)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, worker.Invalidf(codeWrongType, "%s: %v", name, err)
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		s, err := decodeString(fmt.Sprintf("%s[%d]", name, i), item)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}

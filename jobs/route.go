@@ -466,26 +466,6 @@ func decodeModeValues(name string, raw json.RawMessage, values []modeValue, trav
 	return out, nil
 }
 
-// decodeStrings decodes an array of strings.
-func decodeStrings(name string, raw json.RawMessage) ([]string, error) {
-	if raw[0] != '[' {
-		return nil, wrongType(name, "an array of strings", raw)
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "%s: %v", name, err)
-	}
-	out := make([]string, len(items))
-	for i, item := range items {
-		s, err := decodeString(fmt.Sprintf("%s[%d]", name, i), item)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = s
-	}
-	return out, nil
-}
-
 func decodeBool(path string, raw json.RawMessage) (bool, error) {
 	switch string(raw) {
 	case "true":

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
 	"mapsworker/jobs/maps"
 	"mapsworker/jobs/maps/mapstest"
 	"mapsworker/worker"
@@ -362,15 +360,7 @@ func TestRouteSummaryAlternatives(t *testing.T) {
 // Accept-Language and body.
 func emulatorHandler(t *testing.T, s *mapstest.Server, batch bool, limits map[string]int) *Handler {
 	t.Helper()
-	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{
-		ClientID:      s.ClientID,
-		ClientOptions: azcore.ClientOptions{Transport: s.Client()},
-		RateLimits:    limits,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewHandler(c, &HandlerOptions{Batch: batch})
+	return NewHandler(emulatorClient(t, s, limits), &HandlerOptions{Batch: batch})
 }
 
 type mapsCall struct {
@@ -470,10 +460,7 @@ func TestRouteAlternativesEndToEnd(t *testing.T) {
 	}
 
 	// The batch endpoint's items carry their alternatives the same way.
-	c, err := maps.NewClient(s.URL, s.Credential(), &maps.ClientOptions{ClientID: s.ClientID, ClientOptions: azcore.ClientOptions{Transport: s.Client()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emulatorClient(t, s, nil)
 	r, err := decodeRoute(routeFields(t, `"maxRouteCount": 2`, 2))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package maps
 import (
 	"context"
 	"errors"
+	"mapsworker/jobs/maps/catalog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 // Geocode finds the positions of an address (GET /geocode). The answer is a
 // GeoJSON FeatureCollection, best match first.
 func (c *Client) Geocode(ctx context.Context, q GeocodeQuery) (*Response, error) {
-	req, err := c.get(ctx, c.geocodeURL, q.values())
+	req, err := c.get(ctx, c.url(catalog.Geocode), q.values())
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func (c *Client) ReverseGeocode(ctx context.Context, q ReverseGeocodeQuery) (*Re
 	if q.View != "" {
 		v.Set("view", q.View)
 	}
-	req, err := c.get(ctx, c.reverseGeocodeURL, v)
+	req, err := c.get(ctx, c.url(catalog.ReverseGeocode), v)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +43,7 @@ func (c *Client) ReverseGeocode(ctx context.Context, q ReverseGeocodeQuery) (*Re
 // (POST /route/directions). The answer is a GeoJSON FeatureCollection whose
 // RoutePath feature holds the distance and durations.
 func (c *Client) RouteDirections(ctx context.Context, r RouteRequest) (*Response, error) {
-	req, err := c.post(ctx, c.routeURL, r.body(""))
+	req, err := c.post(ctx, c.url(catalog.Route), r.body(""))
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +71,7 @@ func (c *Client) GeocodeBatch(ctx context.Context, qs []GeocodeQuery) (*BatchRes
 	for i := range qs {
 		items[i] = qs[i].batchItem(strconv.Itoa(i))
 	}
-	req, err := c.post(ctx, c.geocodeBatchURL, struct {
+	req, err := c.post(ctx, c.url(catalog.GeocodeBatch), struct {
 		BatchItems []geocodeBatchItem `json:"batchItems"`
 	}{items})
 	if err != nil {
@@ -90,7 +91,7 @@ func (c *Client) RouteDirectionsBatch(ctx context.Context, rs []RouteRequest) (*
 		}
 		items[i] = rs[i].body(strconv.Itoa(i))
 	}
-	req, err := c.post(ctx, c.routeBatchURL, struct {
+	req, err := c.post(ctx, c.url(catalog.RouteBatch), struct {
 		BatchItems []routeBody `json:"batchItems"`
 	}{items})
 	if err != nil {

@@ -72,20 +72,17 @@ type Client struct {
 	pl     runtime.Pipeline
 	limits *rateLimitPolicy // nil without client-side rate limits
 
-	geocodeURL, reverseGeocodeURL, routeURL string
-	geocodeBatchURL, routeBatchURL          string
-
-	endpoint string // the account's, without a trailing slash
+	endpoint string            // the account's, without a trailing slash
+	urls     map[string]string // of each API of catalog.APIs, by name
 }
 
 // url returns the URL of the named API of catalog.APIs.
 func (c *Client) url(api string) string {
-	for _, a := range catalog.APIs {
-		if a.Name == api {
-			return c.endpoint + a.Path
-		}
+	u, ok := c.urls[api]
+	if !ok {
+		panic("maps: no API " + api + " in catalog.APIs")
 	}
-	panic("maps: no API " + api + " in catalog.APIs")
+	return u
 }
 
 // NewClient returns a Client that authenticates with Entra ID: each request
@@ -169,15 +166,15 @@ func newClient(endpoint string, perRetry []policy.Policy, opts *ClientOptions) *
 		AllowedHeaders:         []string{headerClientID},
 		PerRetry:               perRetry,
 	}, &co)
+	urls := make(map[string]string, len(catalog.APIs))
+	for _, a := range catalog.APIs {
+		urls[a.Name] = endpoint + a.Path
+	}
 	return &Client{
-		pl:                pl,
-		limits:            limits,
-		geocodeURL:        endpoint + "/geocode",
-		reverseGeocodeURL: endpoint + "/reverseGeocode",
-		routeURL:          endpoint + "/route/directions",
-		geocodeBatchURL:   endpoint + "/geocode:batch",
-		routeBatchURL:     endpoint + "/route/directions:batch",
-		endpoint:          endpoint,
+		pl:       pl,
+		limits:   limits,
+		endpoint: endpoint,
+		urls:     urls,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mapsworker/jobs/maps/catalog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -167,12 +168,12 @@ func TestNewClientChecks(t *testing.T) {
 		})
 	}
 	c, _ := NewClient("https://us.atlas.microsoft.com/", cred, ok)
-	if c.geocodeBatchURL != "https://us.atlas.microsoft.com/geocode:batch" {
-		t.Errorf("batch URL %s", c.geocodeBatchURL)
+	if c.url(catalog.GeocodeBatch) != "https://us.atlas.microsoft.com/geocode:batch" {
+		t.Errorf("batch URL %s", c.url(catalog.GeocodeBatch))
 	}
 	c, _ = NewClient("", cred, ok)
-	if c.routeURL != DefaultEndpoint+"/route/directions" {
-		t.Errorf("route URL %s", c.routeURL)
+	if c.url(catalog.Route) != DefaultEndpoint+"/route/directions" {
+		t.Errorf("route URL %s", c.url(catalog.Route))
 	}
 }
 

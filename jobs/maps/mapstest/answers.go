@@ -328,12 +328,7 @@ func (s *Server) geocode(w http.ResponseWriter, st *counters, q url.Values) {
 		s.badRequest(w, st, msg)
 		return
 	}
-	j := getBuf()
-	defer putBuf(j)
-	j.raw(`{"type":"FeatureCollection",`)
-	writeGeocodeFeatures(j, &in)
-	j.raw(`}`)
-	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+	s.replyFeatures(w, st, func(j *jbuf) { writeGeocodeFeatures(j, &in) })
 }
 
 func (s *Server) geocodeBatch(w http.ResponseWriter, st *counters, body []byte) {

@@ -192,3 +192,14 @@ func (s *Server) reply(w http.ResponseWriter, st *counters, status int, contentT
 func (s *Server) badRequest(w http.ResponseWriter, st *counters, msg string) {
 	s.reply(w, st, http.StatusBadRequest, ctJSON, errorBody(codeBadRequest, msg))
 }
+
+// replyFeatures answers 200 with a GeoJSON FeatureCollection whose members
+// after "type" write writes: the shape of every single call's answer.
+func (s *Server) replyFeatures(w http.ResponseWriter, st *counters, write func(j *jbuf)) {
+	j := getBuf()
+	defer putBuf(j)
+	j.raw(`{"type":"FeatureCollection",`)
+	write(j)
+	j.raw(`}`)
+	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+}

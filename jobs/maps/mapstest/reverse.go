@@ -90,12 +90,7 @@ func (s *Server) reverseGeocode(w http.ResponseWriter, st *counters, q url.Value
 		s.badRequest(w, st, msg)
 		return
 	}
-	j := getBuf()
-	defer putBuf(j)
-	j.raw(`{"type":"FeatureCollection",`)
-	writeReverseFeatures(j, &in)
-	j.raw(`}`)
-	s.reply(w, st, http.StatusOK, ctGeoJSON, j.b)
+	s.replyFeatures(w, st, func(j *jbuf) { writeReverseFeatures(j, &in) })
 }
 
 func (s *Server) reverseGeocodeBatch(w http.ResponseWriter, st *counters, body []byte) {

@@ -771,12 +771,7 @@ func (s *Server) route(w http.ResponseWriter, c *request) {
 		return
 	}
 	p.lang = language(c.header.Get("Accept-Language"))
-	j := getBuf()
-	defer putBuf(j)
-	j.raw(`{"type":"FeatureCollection",`)
-	writeRouteAnswer(j, &p)
-	j.raw(`}`)
-	s.reply(w, c.st, http.StatusOK, ctGeoJSON, j.b)
+	s.replyFeatures(w, c.st, func(j *jbuf) { writeRouteAnswer(j, &p) })
 }
 
 func (s *Server) routeBatch(w http.ResponseWriter, c *request) {

@@ -34,23 +34,15 @@ func init() {
 }
 
 // apiOfPath returns the index in catalog.APIs of the API served at a request
-// path, or -1. The path must be the API's exactly; a "{name}" segment of its
-// pattern matches any one segment.
+// path, or -1. The path must be the API's exactly: the emulator serves the
+// APIs at its root, so a longer path that merely ends like one is not it.
 func apiOfPath(p string) int {
-	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for i, a := range catalog.APIs {
-		pat := strings.Split(strings.TrimPrefix(a.Path, "/"), "/")
-		if len(pat) != len(segs) {
-			continue
-		}
-		match := true
-		for j := range pat {
-			if pat[j] != segs[j] && !(strings.HasPrefix(pat[j], "{") && segs[j] != "") {
-				match = false
-				break
-			}
-		}
-		if match {
+	a := catalog.Of(p)
+	if a == nil || strings.Count(p, "/") != strings.Count(a.Path, "/") {
+		return -1
+	}
+	for i := range catalog.APIs {
+		if &catalog.APIs[i] == a {
 			return i
 		}
 	}
