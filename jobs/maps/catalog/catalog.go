@@ -76,11 +76,21 @@ func DefaultRateLimits() map[string]int {
 	return m
 }
 
+// patterns are the segments of each API's Path, split once: Of runs for
+// every Maps request (the rate limiter, telemetry).
+var patterns = func() [][]string {
+	p := make([][]string, len(APIs))
+	for i, a := range APIs {
+		p[i] = strings.Split(strings.TrimPrefix(a.Path, "/"), "/")
+	}
+	return p
+}()
+
 // Of returns the API a request path belongs to, or nil.
 func Of(path string) *API {
 	segs := strings.Split(strings.TrimSuffix(path, "/"), "/")
 	for i := range APIs {
-		if endsWith(segs, strings.Split(strings.TrimPrefix(APIs[i].Path, "/"), "/")) {
+		if endsWith(segs, patterns[i]) {
 			return &APIs[i]
 		}
 	}
