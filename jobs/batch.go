@@ -29,20 +29,23 @@ const (
 // errBatchRefused makes a waiter fall back to a single call.
 var errBatchRefused = errors.New("jobs: batch refused")
 
-// batcher sends the requests of one API (geocode or route) by group commit.
-// A request goes out at once as a single call while the API has a free rate
-// slot and fewer than maxCallsInFlight calls are under way. Otherwise it
-// joins the pending requests, which go together when a call of this API
-// ends (or at once when none is under way) as one batch call
-// (POST /geocode:batch, /route/directions:batch). So there is no wait for
-// company while there is capacity, and batches grow by themselves when the
-// single-call rate or the calls in flight are the bottleneck.
+// batcher sends the requests of one API (geocode, reverse geocode or route)
+// by group commit. A request goes out at once as a single call while the API
+// has a free rate slot and fewer than maxCallsInFlight calls are under way.
+// Otherwise it joins the pending requests, which go together as one batch
+// call (POST /geocode:batch, /route/directions:batch) when a call of this API
+// ends (at once when none is under way), and not before the batch rate has a
+// slot. So there is no wait for company while there is capacity, and batches
+// grow by themselves when the single-call rate or the calls in flight are the
+// bottleneck.
 //
-// A request refused a rate slot takes the single call anyway, waiting for its
-// slot, when that wait is shorter than a call takes (it would wait at least
-// that long for the next batch). A batch whose own rate slot is not free
-// sends its first request as a single call instead and keeps the others for
-// the next turn.
+// A request refused a single-call slot never queues behind it: under a
+// backlog bound by the single-call rate such a queue only grows, and every
+// request in it would hold its worker for the queue's length. While the
+// pending requests cannot go as a batch yet, only the oldest of them waits
+// for the next single-call slot (so the single-call rate is used to the
+// full), and the others gather for the batch. A lone pending request takes
+// a single call, leaving the batch rate for larger batches.
 //
 // Each request gets its own item's answer or error. If the batch endpoint is
 // refused (403, 404: the account's plan or role does not allow it), or
@@ -54,8 +57,12 @@ type batcher[Q any] struct {
 
 	mu       sync.Mutex
 	pending  []*batchWaiter[Q]
-	inFlight int           // calls under way
-	latency  time.Duration // moving average of the calls that did not wait for a slot
+	inFlight int  // calls under way, and a lone request waiting for its slot
+	lone     bool // a pending request waits for a single-call slot
+	// batchAt is when the batch rate has a slot again; timer sends the
+	// pending requests then.
+	batchAt time.Time
+	timer   *time.Timer
 
 	refused atomic.Bool
 	// Batches and Items count the batch calls and their items, for tests.
@@ -88,32 +95,23 @@ func (b *batcher[Q]) do(ctx context.Context, q Q) (*maps.Response, error) {
 		return b.single(ctx, q)
 	}
 	b.mu.Lock()
-	if len(b.pending) == 0 && b.inFlight < maxCallsInFlight {
+	if b.inFlight < maxCallsInFlight {
+		// A free slot is taken even ahead of pending requests: they wait
+		// for a batch, which this call does not delay.
 		b.inFlight++
 		b.mu.Unlock()
-		start := time.Now()
 		resp, err := b.single(maps.WithoutRateWait(ctx), q)
 		var rl *maps.RateLimitedError
 		if !errors.As(err, &rl) {
-			b.ended(start)
+			b.ended()
 			return resp, err
 		}
 		b.mu.Lock()
-		if rl.Wait < b.latency {
-			// Cheaper than waiting for the next batch: keep the call
-			// (it stays counted in flight) and wait for the slot.
-			b.mu.Unlock()
-			resp, err := b.single(ctx, q)
-			b.ended(time.Time{})
-			return resp, err
-		}
 		b.inFlight--
 	}
 	w := &batchWaiter[Q]{q: q, ctx: ctx, done: make(chan batchAnswer, 1)}
 	b.pending = append(b.pending, w)
-	if b.inFlight == 0 {
-		b.flushLocked()
-	}
+	b.sendLocked(false)
 	b.mu.Unlock()
 	select {
 	case a := <-w.done:
@@ -126,107 +124,132 @@ func (b *batcher[Q]) do(ctx context.Context, q Q) (*maps.Response, error) {
 	}
 }
 
-// ended notes the end of a call begun at start (zero if it waited for a
-// rate slot: its time is not the service's) and sends what has gathered
-// meanwhile.
-func (b *batcher[Q]) ended(start time.Time) {
+// ended notes the end of a call and sends what has gathered meanwhile.
+func (b *batcher[Q]) ended() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inFlight--
-	if !start.IsZero() {
-		d := time.Since(start)
-		if b.latency == 0 {
-			b.latency = d
-		} else {
-			b.latency += (d - b.latency) / 8
-		}
-	}
-	b.flushLocked()
+	b.sendLocked(true)
 }
 
-// flushLocked sends up to max pending requests as one call, on a goroutine
-// of its own, unless maxCallsInFlight calls are under way.
-func (b *batcher[Q]) flushLocked() {
-	if len(b.pending) == 0 || b.inFlight >= maxCallsInFlight {
-		return
-	}
-	n := min(len(b.pending), b.max)
-	ws := b.pending[:n:n]
-	b.pending = append([]*batchWaiter[Q](nil), b.pending[n:]...)
-	b.inFlight++
-	go b.send(ws)
-}
-
-// send answers the waiters ws, as one batch call or a single call, and then
-// counts the call as ended.
-func (b *batcher[Q]) send(ws []*batchWaiter[Q]) {
+// sendLocked sends the pending requests as far as the calls in flight and
+// the batch rate allow: as batches of up to max, each on a goroutine of its
+// own, and the oldest as a single call in its slot while they cannot. Unless flush (a
+// call has ended, or the batch rate has a slot again), requests gather while
+// calls are under way.
+func (b *batcher[Q]) sendLocked(flush bool) {
 	// Drop the requests whose callers have gone (shutdown).
-	live := ws[:0]
-	for _, w := range ws {
+	live := b.pending[:0]
+	for _, w := range b.pending {
 		if w.ctx.Err() == nil {
 			live = append(live, w)
 		}
 	}
-	switch {
-	case len(live) == 0:
-		b.ended(time.Time{})
-	case b.refused.Load():
-		for _, w := range live {
-			w.done <- batchAnswer{err: errBatchRefused}
+	clear(b.pending[len(live):])
+	b.pending = live
+	for len(b.pending) > 0 && b.inFlight < maxCallsInFlight {
+		wait := time.Until(b.batchAt)
+		batchNow := (flush || b.inFlight == 0) && wait <= 0
+		if !b.lone && (len(b.pending) == 1 || !batchNow) {
+			// The oldest request waits for the next single-call slot
+			// meanwhile (a lone one does not spend a batch slot).
+			w := b.pending[0]
+			b.pending = append(b.pending[:0], b.pending[1:]...)
+			b.inFlight++
+			b.lone = true
+			go b.sendLone(w)
+			continue
 		}
-		b.ended(time.Time{})
-	case len(live) == 1:
-		// One request needs no batch: a single call is cheaper to answer
-		// and leaves the batch rate for larger batches.
-		w := live[0]
-		resp, err := b.single(w.ctx, w.q)
-		w.done <- batchAnswer{resp: resp, err: err}
-		b.ended(time.Time{})
-	default:
-		b.sendBatch(live)
+		if !batchNow {
+			if wait > 0 && b.timer == nil {
+				b.timer = time.AfterFunc(wait, b.sendAt)
+			}
+			return
+		}
+		n := min(len(b.pending), b.max)
+		ws := b.pending[:n:n]
+		b.pending = append([]*batchWaiter[Q](nil), b.pending[n:]...)
+		b.inFlight++
+		go b.sendBatch(ws)
 	}
 }
 
-// requeue puts ws back at the head of the pending requests.
-func (b *batcher[Q]) requeue(ws []*batchWaiter[Q]) {
-	if len(ws) == 0 {
-		return
-	}
+// sendAt sends the pending requests when the batch rate has a slot again.
+func (b *batcher[Q]) sendAt() {
 	b.mu.Lock()
-	b.pending = append(ws[:len(ws):len(ws)], b.pending...)
+	defer b.mu.Unlock()
+	b.timer = nil
+	b.sendLocked(true)
+}
+
+// sendLone answers w by a single call in the next single-call slot.
+func (b *batcher[Q]) sendLone(w *batchWaiter[Q]) {
+	var a batchAnswer
+	b.setLone(false)
+	for {
+		a.resp, a.err = b.single(maps.WithoutRateWait(w.ctx), w.q)
+		var rl *maps.RateLimitedError
+		if !errors.As(a.err, &rl) {
+			break
+		}
+		b.setLone(true)
+		t := time.NewTimer(rl.Wait)
+		select {
+		case <-t.C:
+			// The slot is due: the next pending request may wait for
+			// the one after it.
+			b.setLone(false)
+			continue
+		case <-w.ctx.Done():
+			t.Stop()
+			a.err = w.ctx.Err()
+		}
+		b.setLone(false)
+		break
+	}
+	w.done <- a
+	b.ended()
+}
+
+func (b *batcher[Q]) setLone(v bool) {
+	b.mu.Lock()
+	b.lone = v
 	b.mu.Unlock()
 }
 
-func (b *batcher[Q]) sendBatch(live []*batchWaiter[Q]) {
+// sendBatch answers ws by one batch call. If the batch rate has no slot, ws
+// go back to the head of the pending requests until it has one.
+func (b *batcher[Q]) sendBatch(ws []*batchWaiter[Q]) {
+	if b.refused.Load() {
+		for _, w := range ws {
+			w.done <- batchAnswer{err: errBatchRefused}
+		}
+		b.ended()
+		return
+	}
 	// The batch serves several callers: it is not cut short by one of
 	// them leaving, only by its own timeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), batchTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ws[0].ctx), batchTimeout)
 	defer cancel()
-	qs := make([]Q, len(live))
-	for i, w := range live {
+	qs := make([]Q, len(ws))
+	for i, w := range ws {
 		qs[i] = w.q
 	}
-	start := time.Now()
 	resp, err := b.batch(maps.WithoutRateWait(ctx), qs)
 	var rl *maps.RateLimitedError
 	if errors.As(err, &rl) {
 		b.mu.Lock()
-		wait := rl.Wait < b.latency
+		b.batchAt = time.Now().Add(rl.Wait)
+		b.pending = append(ws[:len(ws):len(ws)], b.pending...)
+		b.inFlight--
+		b.sendLocked(true)
 		b.mu.Unlock()
-		if !wait {
-			// The batch rate is spent for a while: the first request
-			// goes alone and the others gather for the next turn.
-			b.requeue(live[1:])
-			b.send(live[:1])
-			return
-		}
-		start = time.Time{}
-		resp, err = b.batch(ctx, qs)
+		return
 	}
 	b.batches.Add(1)
 	b.items.Add(int64(len(qs)))
-	b.answer(live, resp, err)
-	b.ended(start)
+	b.answer(ws, resp, err)
+	b.ended()
 }
 
 // answer gives each waiter its item of resp, or err.

@@ -186,25 +186,28 @@ func TestBatchingUnderSingleRateLimit(t *testing.T) {
 	}
 }
 
-// A rate slot due sooner than a call takes is worth waiting for: with 100 ms
-// of Maps latency and 20 ms between route slots, three routes at once go as
-// three single calls, not a batch.
-func TestBatcherWaitsForShortRateSlot(t *testing.T) {
+// A request refused a single-call slot never queues behind another one: of
+// ten routes at once (20 ms between route slots, 100 ms of Maps latency), one
+// goes at once, one alone takes the next slot, and the eight others gather
+// until a call ends and go as one batch, instead of five of them queueing for
+// slots 20 to 80 ms away.
+func TestBatcherNeverQueuesForSlots(t *testing.T) {
 	s := mapstest.NewServer(&mapstest.Options{Latency: 100 * time.Millisecond})
 	defer s.Close()
 	h := batchHandler(t, s, map[string]int{maps.APIRoute: 50})
-	for i, err := range runRoutes(t, h, 1) { // learns the latency
-		if err != nil {
-			t.Fatalf("r%d: %v", i, err)
-		}
+	// One call first, so that a batcher that weighs slot waits against
+	// the latency it has seen would queue.
+	if errs := runRoutes(t, h, 1); errs[0] != nil {
+		t.Fatal(errs[0])
 	}
-	for i, err := range runRoutes(t, h, 3) {
+	const n = 10
+	for i, err := range runRoutes(t, h, n) {
 		if err != nil {
 			t.Errorf("r%d: %v", i, err)
 		}
 	}
-	if st := s.Stats(); st.PerPath[mapstest.APIRoute] != 4 || st.PerPath[mapstest.APIRouteBatch] != 0 {
-		t.Errorf("requests per path %v, want 4 single calls", st.PerPath)
+	if st := s.Stats(); st.PerPath[mapstest.APIRoute] != 1+2 || st.PerPath[mapstest.APIRouteBatch] != 1 || st.BatchItems != n-2 {
+		t.Errorf("requests per path %v, %d batch items; want 1+2 single calls and one batch of %d", st.PerPath, st.BatchItems, n-2)
 	}
 }
 
