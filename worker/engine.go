@@ -76,10 +76,7 @@ type Options struct {
 	// Completions is how many succeeded messages may have their result
 	// written and then be deleted at once, off the workers: a worker is
 	// free for the next message once its task is done, and waits only when
-	// this many completions are under way. Default min(4×Concurrency, 64):
-	// storage answers slower than the workers finish when it is the
-	// bottleneck, and workers that wait for a completion slot leave it
-	// idle when their tasks take long.
+	// this many completions are under way. Default Concurrency.
 	Completions int
 	// MaxDequeueCount is the deliveries that failed for the message's own
 	// reasons after which it is poisoned. Default 5.
@@ -151,7 +148,7 @@ func (o *Options) withDefaults() Options {
 		c.Prefetch = min(4*c.Concurrency, 64)
 	}
 	if c.Completions <= 0 {
-		c.Completions = min(4*c.Concurrency, 64)
+		c.Completions = c.Concurrency
 	}
 	if c.MaxDequeueCount <= 0 {
 		c.MaxDequeueCount = 5
