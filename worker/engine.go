@@ -64,7 +64,9 @@ var (
 
 // Options configure an Engine. The zero value of each field takes the default.
 type Options struct {
-	// Concurrency is the number of messages worked on at once. Default 16.
+	// Concurrency is the number of messages worked on at once; a task
+	// that waits outside the process (see Waiting) gives its slot to the
+	// next message. Default 16.
 	Concurrency int
 	// Prefetch is how many dequeued messages may wait for a free worker,
 	// so that a worker never waits for a dequeue and a dequeue fetches a
@@ -366,15 +368,26 @@ func (e *Engine) Run(ctx context.Context) error {
 	work := make(chan *lease, held)
 	finished := make(chan struct{}, held)
 
+	// A message is worked on a goroutine of its own once one of the
+	// Concurrency slots is free; a task that waits outside the process
+	// gives its slot back early (Waiting).
+	slots := make(chan struct{}, e.opts.Concurrency)
 	var wg sync.WaitGroup
-	for range e.opts.Concurrency {
-		wg.Go(func() {
-			for l := range work {
-				e.settle(l)
-				finished <- struct{}{}
+	wg.Go(func() {
+		for {
+			slots <- struct{}{}
+			l, ok := <-work
+			if !ok {
+				return
 			}
-		})
-	}
+			l.slot = &slot{free: func() { <-slots }}
+			wg.Go(func() {
+				e.settle(l)
+				l.slot.release()
+				finished <- struct{}{}
+			})
+		}
+	})
 	stopSummary := e.startSummary()
 
 	go func() {
@@ -811,6 +824,9 @@ func (e *Engine) process(l *lease) (_ Outcome, complete func() Outcome) {
 
 	// Work is cut off in time to poison the message before it expires.
 	ctx := l.context()
+	if l.slot != nil {
+		ctx = context.WithValue(ctx, slotKey{}, l.slot)
+	}
 	if !m.ExpiresAt.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, m.ExpiresAt.Add(-e.opts.expirySafety()))

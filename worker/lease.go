@@ -24,6 +24,7 @@ type lease struct {
 	started   bool      // the worker began working it (set by the worker only)
 	poisoning bool      // being poisoned: a release must not poison again
 	began     time.Time // when the task began to run
+	slot      *slot     // the worker slot it is worked in; nil until then
 	// ctx is the delivery's work context when Options.Observe gave one;
 	// atomic, as renewals read it holding mu.
 	ctx atomic.Pointer[context.Context]
