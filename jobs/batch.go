@@ -113,6 +113,9 @@ func (b *batcher[Q]) do(ctx context.Context, q Q) (*maps.Response, error) {
 	b.pending = append(b.pending, w)
 	b.sendLocked(false)
 	b.mu.Unlock()
+	// Waiting for a slot or a batch is no work: the worker may take the
+	// next message meanwhile.
+	worker.Waiting(ctx)
 	select {
 	case a := <-w.done:
 		if errors.Is(a.err, errBatchRefused) {
