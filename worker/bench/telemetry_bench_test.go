@@ -49,7 +49,9 @@ func BenchmarkTelemetry(b *testing.B) {
 	b.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "1000")
 	b.Setenv("OTEL_SERVICE_NAME", "mapsworker-bench")
 
-	sc := scenario{n: e.n, conc: 16, batch: true, limits: map[string]int{},
+	// Two runs compared by their ratio: long enough for the machine's
+	// noise to average out.
+	sc := scenario{n: max(e.n, 5000), conc: 16, batch: true, limits: map[string]int{},
 		kinds: []string{jobs.KindGeocode, jobs.KindReverseGeocode, jobs.KindRoute}}
 	for b.Loop() {
 		var off, on row
@@ -73,7 +75,7 @@ func BenchmarkTelemetry(b *testing.B) {
 			}
 		}
 		fmt.Printf("\ntelemetry on vs off (c=16, batch on, mixed backlog %d, MAPS_RATE_LIMITS=off; on: traces of every message and metrics every 1 s over OTLP/HTTP, %d exports, %.1f MB): off %.1f msg/s, on %.1f msg/s = %.3f of off (target ≥ %.2f; attempt %d); worker CPU per message off %v, on %v\n",
-			e.n, exports.Load(), float64(exportBytes.Load())/(1<<20), off.rate(), on.rate(), ratio, telemetryTarget, on.attempt,
+			sc.n, exports.Load(), float64(exportBytes.Load())/(1<<20), off.rate(), on.rate(), ratio, telemetryTarget, on.attempt,
 			off.cpuPerMessage.Round(time.Microsecond), on.cpuPerMessage.Round(time.Microsecond))
 		var failed []string
 		if ratio < telemetryTarget {
