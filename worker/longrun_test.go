@@ -12,11 +12,15 @@ import (
 )
 
 // slowHandler decodes every message into a task that works for work, and
-// says it may when long is set.
+// says it may when long is set. When wait is set the work is waiting for a
+// remote service, and the task says so (worker.Waiting). now and peak, when
+// set, count the tasks running and the most at once.
 type slowHandler struct {
-	work time.Duration
-	long bool
-	runs *atomic.Int64
+	work      time.Duration
+	long      bool
+	wait      bool
+	runs      *atomic.Int64
+	now, peak *atomic.Int64
 }
 
 func (h slowHandler) Decode(body []byte, msgID string) (worker.Task, error) {
@@ -39,6 +43,16 @@ func (t *slowTask) Request() json.RawMessage { return t.raw }
 
 func (t *slowTask) Run(ctx context.Context) (*worker.Output, error) {
 	t.h.runs.Add(1)
+	if t.h.now != nil {
+		n := t.h.now.Add(1)
+		defer t.h.now.Add(-1)
+		for p := t.h.peak.Load(); n > p && !t.h.peak.CompareAndSwap(p, n); p = t.h.peak.Load() {
+		}
+	}
+	if t.h.wait {
+		worker.Waiting(ctx)
+		worker.Waiting(ctx) // a second call gives back nothing more
+	}
 	select {
 	case <-time.After(t.h.work):
 		return &worker.Output{Summary: "done", Response: json.RawMessage(`{}`)}, nil

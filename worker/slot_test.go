@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -11,40 +10,6 @@ import (
 
 	"mapsworker/worker"
 )
-
-// remoteHandler's tasks wait a second for a remote service, saying so
-// (worker.Waiting) when wait is set, and note how many run at once.
-type remoteHandler struct {
-	wait      bool
-	now, peak *atomic.Int64
-}
-
-func (h remoteHandler) Decode(body []byte, msgID string) (worker.Task, error) {
-	return &remoteTask{h: h, id: msgID, raw: body}, nil
-}
-
-type remoteTask struct {
-	h   remoteHandler
-	id  string
-	raw []byte
-}
-
-func (t *remoteTask) ID() string               { return t.id }
-func (t *remoteTask) Kind() string             { return "remote" }
-func (t *remoteTask) Request() json.RawMessage { return t.raw }
-
-func (t *remoteTask) Run(ctx context.Context) (*worker.Output, error) {
-	n := t.h.now.Add(1)
-	defer t.h.now.Add(-1)
-	for p := t.h.peak.Load(); n > p && !t.h.peak.CompareAndSwap(p, n); p = t.h.peak.Load() {
-	}
-	if t.h.wait {
-		worker.Waiting(ctx)
-		worker.Waiting(ctx) // a second call gives back nothing more
-	}
-	time.Sleep(time.Second)
-	return &worker.Output{Summary: "done", Response: json.RawMessage(`{}`)}, nil
-}
 
 // A task waiting outside the process gives its slot to the next message:
 // with two slots and eight tasks that each wait a second for a remote
@@ -61,7 +26,7 @@ func TestWaitingTaskFreesItsSlot(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("wait=%v", tc.wait), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h := remoteHandler{wait: tc.wait, now: new(atomic.Int64), peak: new(atomic.Int64)}
+				h := slowHandler{work: time.Second, wait: tc.wait, runs: new(atomic.Int64), now: new(atomic.Int64), peak: new(atomic.Int64)}
 				q, r := &memQueue{}, newMemResults()
 				e := worker.New(q, &memPoison{}, r, h,
 					&worker.Options{Concurrency: 2, Prefetch: 8, SummaryInterval: -1, Logger: testLogger()})
