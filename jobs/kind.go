@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,11 @@ var kinds = []func(*env) kind{
 type ArgOptions struct {
 	Top        int    // geocode: most matches
 	TravelMode string // route: driving, truck or walking
+	// Fields are further fields of the request, by their JSON names, each
+	// a JSON value or else a string: any option of any kind
+	// (avoid=["tollRoads"], maxRouteCount=2, language=de-DE). They are
+	// validated with the rest when the request is decoded.
+	Fields map[string]string
 }
 
 // cliKinds are the kinds without an env, for describing and building requests.
@@ -123,6 +129,21 @@ func RequestFromArgs(kind string, args []string, id string, o ArgOptions) ([]byt
 	f, err := k.fromArgs(args, o)
 	if err != nil {
 		return nil, err
+	}
+	for name, v := range o.Fields {
+		switch name {
+		case "kind":
+			return nil, errors.New("the kind is the first word, not a field")
+		case "id":
+			return nil, errors.New("the id is given with --id, not as a field")
+		case "":
+			return nil, errors.New("a field needs a name: name=value")
+		}
+		if json.Valid([]byte(v)) {
+			f[name] = json.RawMessage(v)
+		} else {
+			f[name] = v
+		}
 	}
 	f["kind"] = kind
 	if id != "" {

@@ -87,3 +87,28 @@ func TestEveryKindIsComplete(t *testing.T) {
 		})
 	}
 }
+
+// Fields set on the command line join the request, JSON values as they are
+// and anything else as a string; kind and id are not fields.
+func TestRequestFromArgsFields(t *testing.T) {
+	for _, tc := range []struct {
+		fields map[string]string
+		want   string // the request; "" for an error
+	}{
+		{map[string]string{"top": "3", "view": "US"}, `{"id":"f","kind":"geocode","query":"x","top":3,"view":"US"}`},
+		{map[string]string{"language": `"de-DE"`}, `{"id":"f","kind":"geocode","language":"de-DE","query":"x"}`},
+		{map[string]string{"kind": "route"}, ""},
+		{map[string]string{"id": "g"}, ""},
+		{map[string]string{"": "1"}, ""},
+	} {
+		body, err := RequestFromArgs(KindGeocode, []string{"x"}, "f", ArgOptions{Fields: tc.fields})
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("%v: made %s, want an error", tc.fields, body)
+		case tc.want != "" && err != nil:
+			t.Errorf("%v: %v", tc.fields, err)
+		case tc.want != "" && string(body) != tc.want:
+			t.Errorf("%v: made %s, want %s", tc.fields, body, tc.want)
+		}
+	}
+}

@@ -126,6 +126,10 @@ func TestEnqueueFromFlags(t *testing.T) {
 		{[]string{"reverse-geocode", "47.6,-122.1"}, `{"kind":"reverse-geocode","position":{"lat":47.6,"lon":-122.1}}`, ""},
 		{[]string{"reverse-geocode", "-33.8568,151.2153", "--id", "sydney"}, `{"id":"sydney","kind":"reverse-geocode","position":{"lat":-33.8568,"lon":151.2153}}`, "sydney"},
 		{[]string{"route", "47.6,-122.1", "47.61,-122.2", "--mode", "truck"}, `{"kind":"route","travelMode":"truck","waypoints":[{"lat":47.6,"lon":-122.1},{"lat":47.61,"lon":-122.2}]}`, ""},
+		// Any option of any kind, a JSON value or else a string.
+		{[]string{"route", "47.6,-122.1", "47.61,-122.2", "--mode", "truck", "--set", `avoid=["tollRoads","tunnels"]`, "--set", "maxRouteCount=2", "--set", "language=de-DE"},
+			`{"kind":"route","travelMode":"truck","avoid":["tollRoads","tunnels"],"maxRouteCount":2,"language":"de-DE","waypoints":[{"lat":47.6,"lon":-122.1},{"lat":47.61,"lon":-122.2}]}`, ""},
+		{[]string{"--set", `resultTypes=["Address"]`, "reverse-geocode", "47.6,-122.1"}, `{"kind":"reverse-geocode","resultTypes":["Address"],"position":{"lat":47.6,"lon":-122.1}}`, ""},
 	}
 	for _, c := range cases {
 		r := te.cmd("", append([]string{"enqueue"}, c.args...)...)
@@ -152,6 +156,11 @@ func TestEnqueueFromFlags(t *testing.T) {
 		{"enqueue", "reverse-geocode", "47.6"},
 		{"enqueue", "route", "47.6,-122.1"},
 		{"enqueue", "reverse-geocode", "95,10"}, // valid syntax, invalid request
+		{"enqueue", "geocode", "x", "--set", "top"},
+		{"enqueue", "geocode", "x", "--set", "kind=route"},
+		{"enqueue", "geocode", "x", "--set", "id=a"},
+		{"enqueue", "route", "47.6,-122.1", "47.61,-122.2", "--set", `avoid=["tunnels"]`}, // tunnels: trucks only
+		{"enqueue", "route", "47.6,-122.1", "47.61,-122.2", "--set", "maxRouteCount=nine"},
 	} {
 		r := te.cmd("", args...)
 		if r.code == 0 || r.out != "" || r.err == "" {

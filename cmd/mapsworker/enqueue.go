@@ -29,11 +29,14 @@ func cmdEnqueue(args []string) error {
 	mode := fs.String("mode", "", "route travel mode: driving, truck or walking")
 	top := fs.Int("top", 0, "geocode: number of matches (1-20)")
 	parallel := fs.Int("parallel", 16, "messages sent at once")
+	fields := fieldsFlag{}
+	fs.Var(fields, "set", "a further request `field=value`, the value JSON or else a string (repeatable):\n--set avoid='[\"tollRoads\"]' --set maxRouteCount=2 --set language=de-DE")
 	var examples []string
 	for _, e := range jobs.KindExamples() {
 		examples = append(examples, "mapsworker enqueue "+e)
 	}
-	examples = append(examples, `mapsworker enqueue --file requests.jsonl`, `cat requests.jsonl | mapsworker enqueue --file -`)
+	examples = append(examples, `mapsworker enqueue route 47.6303,-122.1387 47.6101,-122.2015 --mode truck --set 'avoid=["tollRoads"]' --set maxRouteCount=2`,
+		`mapsworker enqueue --file requests.jsonl`, `cat requests.jsonl | mapsworker enqueue --file -`)
 	fs.Usage = usageFor(fs, "enqueue [flags] <kind> <args…> | enqueue --file requests.jsonl",
 		"Validate requests exactly as the worker does and send them to the request queue.\nPrints one line per message: the request id (the queue message id when the request has none).",
 		examples...)
@@ -62,7 +65,7 @@ func cmdEnqueue(args []string) error {
 			return err
 		}
 	case fs.NArg() > 0:
-		body, err := requestFromArgs(fs.Args(), *id, *mode, *top)
+		body, err := jobs.RequestFromArgs(fs.Arg(0), fs.Args()[1:], *id, jobs.ArgOptions{Top: *top, TravelMode: *mode, Fields: fields})
 		if err != nil {
 			return &exitError{2, err.Error()}
 		}
@@ -153,10 +156,18 @@ func readLines(r io.Reader) ([]line, error) {
 	return out, sc.Err()
 }
 
-// requestFromArgs builds one request from the command line: its kind, then
-// the words that kind takes.
-func requestFromArgs(args []string, id, mode string, top int) ([]byte, error) {
-	return jobs.RequestFromArgs(args[0], args[1:], id, jobs.ArgOptions{Top: top, TravelMode: mode})
+// fieldsFlag collects --set name=value flags.
+type fieldsFlag map[string]string
+
+func (f fieldsFlag) String() string { return "" }
+
+func (f fieldsFlag) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q is not name=value", s)
+	}
+	f[strings.TrimSpace(name)] = value
+	return nil
 }
 
 // requestID is the id a request's result is named by.
