@@ -40,7 +40,9 @@ func (t *task) Run(ctx context.Context) (*worker.Output, error) {
 	if t.call == nil {
 		return nil, fmt.Errorf("jobs: %s task %s has no request", t.kind.name(), t.id)
 	}
-	return t.call.run(ctx)
+	// Waiting for a Maps rate slot is no work: the worker may take the
+	// next message meanwhile.
+	return t.call.run(maps.OnRateWait(ctx, func() { worker.Waiting(ctx) }))
 }
 
 // Probe implements [worker.Prober]: it asks Azure Maps the kind's known-good

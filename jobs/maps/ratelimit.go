@@ -22,6 +22,15 @@ func WithoutRateWait(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noRateWaitKey{}, true)
 }
 
+type rateWaitKey struct{}
+
+// OnRateWait returns a copy of ctx under which a call that has to wait for a
+// rate slot calls f before each wait, so that the caller can put the wait to
+// use: a queue worker gives its slot to the next message meanwhile.
+func OnRateWait(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, rateWaitKey{}, f)
+}
+
 // RateLimitedError is the error of a call made under WithoutRateWait when its
 // API has no free rate slot. Wait is how long the call would have waited.
 type RateLimitedError struct {
@@ -127,6 +136,9 @@ func (p *rateLimitPolicy) wait(ctx context.Context, l *limiter) error {
 		d, gen := l.reserve()
 		if d <= 0 {
 			return nil
+		}
+		if f, _ := ctx.Value(rateWaitKey{}).(func()); f != nil {
+			f()
 		}
 		t := time.NewTimer(d)
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,6 +184,29 @@ func TestWithoutRateWait(t *testing.T) {
 	}
 	if n := s.Stats().Requests; n != 1 {
 		t.Errorf("the emulator saw %d requests, want 1", n)
+	}
+}
+
+// OnRateWait's func is called when a call has to wait for its slot, before
+// the wait, and not when the slot is free.
+func TestOnRateWait(t *testing.T) {
+	s := mapstest.NewServer(nil)
+	defer s.Close()
+	c := rateLimitedClient(t, s, 2)
+	route := RouteRequest{Waypoints: []Position{{Lat: 47.6303, Lon: -122.1387}, {Lat: 47.6101, Lon: -122.2015}}}
+	var waits atomic.Int64
+	ctx := OnRateWait(context.Background(), func() { waits.Add(1) })
+	if _, err := c.RouteDirections(ctx, route); err != nil {
+		t.Fatal(err)
+	}
+	if n := waits.Load(); n != 0 {
+		t.Fatalf("a call with its slot free waited %d times", n)
+	}
+	if _, err := c.RouteDirections(ctx, route); err != nil { // next slot ~530 ms away
+		t.Fatal(err)
+	}
+	if n := waits.Load(); n != 1 {
+		t.Errorf("a call that waited for its slot told %d times, want 1", n)
 	}
 }
 
