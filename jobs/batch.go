@@ -137,9 +137,9 @@ func (b *batcher[Q]) ended() {
 
 // sendLocked sends the pending requests as far as the calls in flight and
 // the batch rate allow: as batches of up to max, each on a goroutine of its
-// own, and the oldest as a single call in its slot while they cannot. Unless flush (a
-// call has ended, or the batch rate has a slot again), requests gather while
-// calls are under way.
+// own, and the oldest as a single call in its slot while they cannot. Unless
+// flush (a call has ended, or the batch rate has a slot again), requests
+// gather while calls are under way.
 func (b *batcher[Q]) sendLocked(flush bool) {
 	// Drop the requests whose callers have gone (shutdown).
 	live := b.pending[:0]
@@ -185,30 +185,24 @@ func (b *batcher[Q]) sendAt() {
 	b.sendLocked(true)
 }
 
-// sendLone answers w by a single call in the next single-call slot.
+// sendLone answers w by a single call in the next single-call slot. While
+// it waits for the slot, lone keeps the other pending requests for a batch;
+// as the slot comes due the next of them may wait for the one after it.
 func (b *batcher[Q]) sendLone(w *batchWaiter[Q]) {
 	var a batchAnswer
-	b.setLone(false)
 	for {
+		b.setLone(false)
 		a.resp, a.err = b.single(maps.WithoutRateWait(w.ctx), w.q)
 		var rl *maps.RateLimitedError
 		if !errors.As(a.err, &rl) {
 			break
 		}
 		b.setLone(true)
-		t := time.NewTimer(rl.Wait)
-		select {
-		case <-t.C:
-			// The slot is due: the next pending request may wait for
-			// the one after it.
+		if err := sleep(w.ctx, rl.Wait); err != nil {
 			b.setLone(false)
-			continue
-		case <-w.ctx.Done():
-			t.Stop()
-			a.err = w.ctx.Err()
+			a.err = err
+			break
 		}
-		b.setLone(false)
-		break
 	}
 	w.done <- a
 	b.ended()

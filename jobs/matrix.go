@@ -274,12 +274,9 @@ func decodeMatrixPoints(f fields, name string) ([]maps.Position, error) {
 	if !ok {
 		return nil, worker.Invalidf(codeMissingField, "%s are required: 1 or more {\"lat\": …, \"lon\": …}", name)
 	}
-	if raw[0] != '[' {
-		return nil, wrongType(name, "an array", raw)
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "%s: %v", name, err)
+	items, err := decodeArray(name, "an array", raw)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(items) == 0:

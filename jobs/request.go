@@ -273,12 +273,9 @@ func decodePosition(path string, raw json.RawMessage) (maps.Position, error) {
 // decodeBBox decodes [west, south, east, north]. West may exceed east: that
 // box crosses the antimeridian.
 func decodeBBox(path string, raw json.RawMessage) ([]float64, error) {
-	if raw[0] != '[' {
-		return nil, wrongType(path, "an array [west, south, east, north]", raw)
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	items, err := decodeArray(path, "an array [west, south, east, north]", raw)
+	if err != nil {
+		return nil, err
 	}
 	if len(items) != 4 {
 		return nil, worker.Invalidf(codeInvalidValue, "%s must be 4 numbers [west, south, east, north], not %d", path, len(items))
@@ -296,6 +293,19 @@ func decodeBBox(path string, raw json.RawMessage) ([]float64, error) {
 		return nil, worker.Invalidf(codeInvalidValue, "%s: south (%g) must be less than north (%g)", path, box[1], box[3])
 	}
 	return box, nil
+}
+
+// decodeArray decodes a JSON array into its items, unread; want describes
+// the array in the error of anything else.
+func decodeArray(path, want string, raw json.RawMessage) ([]json.RawMessage, error) {
+	if raw[0] != '[' {
+		return nil, wrongType(path, want, raw)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, worker.Invalidf(codeWrongType, "%s: %v", path, err)
+	}
+	return items, nil
 }
 
 func wrongType(path, want string, raw json.RawMessage) error {
@@ -397,12 +407,9 @@ func isASCIILetter(c byte) bool { return 'A' <= c && c <= 'Z' || 'a' <= c && c <
 
 // decodeStrings decodes an array of strings.
 func decodeStrings(name string, raw json.RawMessage) ([]string, error) {
-	if raw[0] != '[' {
-		return nil, wrongType(name, "an array of strings", raw)
-	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, worker.Invalidf(codeWrongType, "%s: %v", name, err)
+	items, err := decodeArray(name, "an array of strings", raw)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, len(items))
 	for i, item := range items {

@@ -305,12 +305,9 @@ func decodeWaypoints(f fields, r *maps.RouteRequest) error {
 	if !ok {
 		return worker.Invalidf(codeMissingField, "waypoints are required: 2 or more {\"lat\": …, \"lon\": …}")
 	}
-	var points []json.RawMessage
-	if raw[0] != '[' {
-		return wrongType("waypoints", "an array", raw)
-	}
-	if err := json.Unmarshal(raw, &points); err != nil {
-		return worker.Invalidf(codeWrongType, "waypoints: %v", err)
+	points, err := decodeArray("waypoints", "an array", raw)
+	if err != nil {
+		return err
 	}
 	limit := maxWaypoints
 	if r.TravelMode == "truck" {

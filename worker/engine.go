@@ -380,7 +380,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			if !ok {
 				return
 			}
-			l.slot = &slot{free: func() { <-slots }}
+			l.slot = &slot{slots: slots}
 			wg.Go(func() {
 				e.settle(l)
 				l.slot.release()

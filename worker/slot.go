@@ -5,14 +5,15 @@ import (
 	"sync"
 )
 
-// slot is one of the Concurrency slots a message is worked in.
+// slot is one of the Concurrency slots a message is worked in: a token
+// taken from slots.
 type slot struct {
-	once sync.Once
-	free func()
+	once  sync.Once
+	slots chan struct{}
 }
 
 // release gives the slot back; calls after the first do nothing.
-func (s *slot) release() { s.once.Do(s.free) }
+func (s *slot) release() { s.once.Do(func() { <-s.slots }) }
 
 type slotKey struct{}
 
